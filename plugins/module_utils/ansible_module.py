@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one Ansible-aware util: the shared argument spec and an AnsibleModule that turns errors into failures."""
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR
+from .client import DEFAULT_ENDPOINT, GRPC_IMPORT_ERROR, HAS_GRPC
+from .errors import SipBreakoutError, ValidationError
+from .ledger import DEFAULT_LEDGER_PATH
+from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
+
+# Documented in plugins/doc_fragments/connection.py; the keys are connection.OPTIONS.
+CONNECTION_ARGSPEC = dict(
+    api_endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["WGTWO_API_ENDPOINT"])),
+    client_id=dict(type="str", fallback=(env_fallback, ["WGTWO_CLIENT_ID"])),
+    client_secret=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_CLIENT_SECRET"])),
+    access_token=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_ACCESS_TOKEN"])),
+    refresh_token=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_REFRESH_TOKEN"])),
+    token_url=dict(type="str", no_log=False, default=DEFAULT_TOKEN_URL, fallback=(env_fallback, ["WGTWO_TOKEN_URL"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["WGTWO_CA_PATH"])),
+    token_cache_path=dict(type="path", no_log=False, default=DEFAULT_TOKEN_CACHE,
+                          fallback=(env_fallback, ["WGTWO_TOKEN_CACHE_PATH"])),
+    timeout=dict(type="float", default=10.0),
+    retries=dict(type="int", default=5),
+)
+
+# Documented in plugins/doc_fragments/ledger.py.
+LEDGER_ARGSPEC = dict(
+    ledger_path=dict(type="path", default=DEFAULT_LEDGER_PATH),
+)
+
+
+class SipBreakoutModule(AnsibleModule):
+    """An AnsibleModule with the shared options, library checks and readable failures."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = dict(CONNECTION_ARGSPEC)
+        spec.update(LEDGER_ARGSPEC)
+        spec.update(argument_spec)
+        kwargs.setdefault("required_together", []).append(("client_id", "client_secret"))
+        kwargs.setdefault("required_by", {}).update(refresh_token=("client_id", "client_secret"))
+        kwargs.setdefault("mutually_exclusive", []).append(("access_token", "refresh_token"))
+        super().__init__(argument_spec=spec, **kwargs)
+        self._check_libraries()
+
+    def _check_libraries(self):
+        needed = [("grpcio", HAS_GRPC, GRPC_IMPORT_ERROR), ("protobuf", HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR)]
+        if self.params.get("client_id"):
+            needed.append(("requests-oauthlib", HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR))
+        for name, present, error in needed:
+            if not present:
+                self.fail_json(msg=missing_required_lib(name), exception=error)
+
+    def run(self, action):
+        """``action(params, check_mode, diff, on_token)`` -> result dict; errors become a failed task."""
+        try:
+            result = action(self.params, check_mode=self.check_mode, diff=self._diff,
+                            on_token=self.no_log_values.add)
+        except SipBreakoutError as exc:
+            details = dict(phone_number=exc.phone_number)
+            if isinstance(exc, ValidationError):
+                details["option"] = exc.option
+            if getattr(exc, "code", None):
+                details["code"] = exc.code
+            self.fail_json(msg=str(exc), **details)
+        for warning in result.pop("warnings", []):
+            self.warn(warning)
+        return result

@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A JSON file that several processes update safely: the ledger and the token cache are built on it.
+
+Readers never lock: every write goes to a temporary file in the same directory, is fsynced and renamed over the
+old one, so a reader sees either the old or the new content, never half of it. Writers serialise on an ``flock``
+of a sibling ``.lock`` file, re-read under the lock and only then write, so Ansible forks and a keepalive
+running at the same time do not lose each other's updates. Files are created 0600 in a 0700 directory.
+"""
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+
+from .errors import LedgerError
+
+
+class StateFile:
+    """``path`` holds one JSON object with ``format`` and ``version`` keys that are checked on every read."""
+
+    def __init__(self, path, file_format, version=1, lock_timeout=60.0, error=LedgerError):
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self.format = file_format
+        self.version = version
+        self.lock_timeout = lock_timeout
+        self._error = error
+
+    def read(self):
+        """The stored body (without the header); an empty dict when the file does not exist yet."""
+        try:
+            with open(self.path, "r") as handle:
+                text = handle.read()
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return {}
+            raise self._error("cannot read %s: %s" % (self.path, exc.strerror or exc))
+        return self._parse(text)
+
+    def _parse(self, text):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise self._error("%s is corrupt (%s). It was left untouched: restore it from a backup or move it "
+                              "aside once you know what it held." % (self.path, exc))
+        if not isinstance(data, dict) or data.get("format") != self.format or not isinstance(data.get("body"), dict):
+            raise self._error("%s is not a %s file (format %r). It was left untouched." %
+                              (self.path, self.format, data.get("format") if isinstance(data, dict) else None))
+        if data.get("version") != self.version:
+            raise self._error("%s has version %r; this collection reads version %d. Use the collection version "
+                              "that wrote it." % (self.path, data.get("version"), self.version))
+        return data["body"]
+
+    @contextlib.contextmanager
+    def update(self):
+        """Yield the body under an exclusive lock; what the caller leaves in it is written atomically on exit.
+
+        Nothing is written when the block raises.
+        """
+        self._ensure_dir()
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lock(fd, lock_path)
+            body = self.read()
+            yield body
+            self._write(body)
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _ensure_dir(self):
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, 0o700)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise self._error("cannot create %s: %s" % (directory, exc.strerror or exc))
+
+    def _lock(self, fd, lock_path):
+        end = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise self._error("cannot lock %s: %s" % (lock_path, exc.strerror or exc))
+            if time.monotonic() >= end:
+                raise self._error("%s stayed locked by another process for %d s; is a run or keepalive stuck?"
+                                  % (lock_path, self.lock_timeout))
+            time.sleep(0.05)
+
+    def _write(self, body):
+        data = {"format": self.format, "version": self.version, "body": body}
+        directory = os.path.dirname(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), dir=directory)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, indent=1, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.rename(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        # The rename is durable only once the directory entry is on disk.
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

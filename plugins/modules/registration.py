@@ -1,0 +1,218 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: registration
+short_description: Manage virtual SIP registrations (SIP breakout) of phone numbers
+version_added: 0.1.0
+description:
+  - Creates, refreshes or deletes a virtual SIP registration through the operator's gRPC API
+    (C(wgtwo.sipbreakout.v1.SipBreakoutService), scope V(call.routing:write)), so that calls of a phone number
+    reach a PBX or TAS at O(sip_uri) the way O(route_type) says.
+  - Every registration lapses 3600 seconds after its last successful upsert. O(state=present) therefore always
+    sends the upsert, which also refreshes it; a keepalive is needed to keep it beyond that.
+  - The API has no read call. What was applied is recorded in a ledger on the host where the module runs
+    (O(ledger_path)), and C(changed) is decided against it. RV(ignore:changed) is V(true) when the ledger holds no
+    live registration for this number and O(sip_uri), or one with other fields, or (for O(state=absent)) when
+    it holds a live one. A registration changed outside this ledger (by hand, from another host, with another
+    ledger) is not seen.
+  - Check mode predicts the result from the ledger without calling the API or the token endpoint.
+author:
+  - wgtwo.sipbreakout maintainers
+extends_documentation_fragment:
+  - wgtwo.sipbreakout.connection
+  - wgtwo.sipbreakout.ledger
+  - wgtwo.sipbreakout.attributes
+requirements:
+  - grpcio >= 1.51
+  - protobuf >= 3.21
+  - requests-oauthlib >= 1.3 (with O(client_id) or O(refresh_token))
+options:
+  phone_number:
+    description:
+      - The number (MSISDN) in E.164 form, V(+) and country code included. Spaces and dashes are dropped.
+      - Required when authenticating with O(client_id) and O(client_secret). With a user token
+        (O(access_token) or O(refresh_token)) the token names the subscription and this may be left out.
+    type: str
+  sip_uri:
+    description:
+      - Where the core sends the calls, V(sips:HOST) or V(sips:HOST:PORT). Only secure SIP is accepted.
+      - Without a port, the core finds the endpoint through DNS SRV records of the domain.
+      - The endpoint must present a certificate valid for HOST.
+      - With O(state=absent), the registration with this URI is deleted.
+    type: str
+    required: true
+  route_type:
+    description:
+      - How the core involves the endpoint. Required with O(state=present).
+      - V(loop) sends every call of the number to the endpoint first; the call goes on only when the endpoint
+        sends it back. V(loop_mo) does so only for calls the number makes, V(loop_mt) only for calls it receives.
+      - V(fork) rings the endpoint and the number at the same time.
+      - V(fallback) sends the call to the endpoint only if the number is busy or does not answer within 30 s
+        (voicemail, call forwarding).
+      - V(ingress) lets the endpoint place calls to the number; other calls are unaffected.
+    type: str
+    choices: [loop, fork, fallback, loop_mo, loop_mt, ingress]
+  mobile_originating_prefix:
+    description:
+      - Digits put after the V(+) of the number in the INVITE when the call exists because the caller has this
+        registration (V(00) turns V(sip:+4711...) into V(sip:+004711...)). Lets the endpoint tell directions apart.
+    type: str
+  mobile_terminating_prefix:
+    description:
+      - Digits put after the V(+) when only the answerer has this registration.
+    type: str
+  state:
+    description:
+      - V(present) upserts the registration (and so refreshes its time to live); V(absent) deletes it.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - Credentials given as environment variables on the controller do not reach modules that run on other hosts;
+    pass them as options there (the C(wgtwo.sipbreakout.pbx) role does).
+  - Use O(ignore:group/wgtwo.sipbreakout.sipbreakout) in C(module_defaults) to set the connection options once.
+seealso:
+  - name: SIP breakout API
+    description: The operator's documentation of the API this module calls.
+    link: https://docs.wgtwo.com/
+"""
+
+EXAMPLES = r"""
+- name: Loop the calls of a number through the PBX
+  wgtwo.sipbreakout.registration:
+    phone_number: "+47 999 90 000"
+    sip_uri: "sips:pbx.example.com:5061"
+    route_type: loop
+    mobile_originating_prefix: "11"
+    mobile_terminating_prefix: "22"
+    client_id: "{{ vault_wgtwo_client_id }}"
+    client_secret: "{{ vault_wgtwo_client_secret }}"
+
+- name: Set connection and credentials once for every module of the collection
+  module_defaults:
+    group/wgtwo.sipbreakout.sipbreakout:
+      client_id: "{{ vault_wgtwo_client_id }}"
+      client_secret: "{{ vault_wgtwo_client_secret }}"
+  block:
+    - name: Voicemail on busy or no answer
+      wgtwo.sipbreakout.registration:
+        phone_number: "+4799990001"
+        sip_uri: "sips:voicemail.example.com"
+        route_type: fallback
+
+    - name: Stop routing a number to the PBX
+      wgtwo.sipbreakout.registration:
+        phone_number: "+4799990002"
+        sip_uri: "sips:pbx.example.com:5061"
+        state: absent
+
+- name: Try it against the public sandbox, which needs no credentials
+  wgtwo.sipbreakout.registration:
+    api_endpoint: sandbox.api.wgtwo.com:443
+    phone_number: "+4799990000"
+    sip_uri: "sips:pbx.example.com"
+    route_type: fork
+
+- name: With a user token, the number is the token's own
+  wgtwo.sipbreakout.registration:
+    access_token: "{{ user_access_token }}"
+    sip_uri: "sips:pbx.example.com:5061"
+    route_type: loop_mt
+"""
+
+RETURN = r"""
+registration:
+  description: The registration as sent to the API, after normalisation.
+  returned: always
+  type: dict
+  contains:
+    phone_number:
+      description: The number in E.164 form, or V(null) with a user token.
+      type: str
+      sample: "+4799990000"
+    sip_uri:
+      description: The endpoint URI.
+      type: str
+      sample: "sips:pbx.example.com:5061"
+    route_type:
+      description: The route type, or V(null) when deleting without one.
+      type: str
+      sample: loop
+    mobile_originating_prefix:
+      description: The MO prefix, or V(null).
+      type: str
+      sample: "11"
+    mobile_terminating_prefix:
+      description: The MT prefix, or V(null).
+      type: str
+      sample: "22"
+state:
+  description: The state asked for.
+  returned: always
+  type: str
+  sample: present
+time_to_live:
+  description: Seconds the registration lives after this upsert, as the API answered. V(null) in check mode and
+    with O(state=absent).
+  returned: always
+  type: int
+  sample: 3600
+expires_at:
+  description: When the registration lapses unless refreshed, UTC, ISO 8601. V(null) in check mode and with
+    O(state=absent).
+  returned: always
+  type: str
+  sample: "2026-11-27T08:15:00Z"
+status:
+  description: The API's status code for the call. V(null) in check mode.
+  returned: always
+  type: str
+  sample: STATUS_CODE_OK
+ledger_path:
+  description: The ledger that was read and updated.
+  returned: always
+  type: str
+  sample: /root/.local/state/wgtwo.sipbreakout/ledger.json
+phone_number:
+  description: The number the failure is about.
+  returned: failure
+  type: str
+  sample: "+4799990000"
+option:
+  description: The option whose value was refused.
+  returned: failure on invalid input
+  type: str
+  sample: sip_uri
+code:
+  description: The gRPC status or API status of the failure.
+  returned: failure of an API call
+  type: str
+  sample: NOT_ACCEPTABLE
+"""
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import SipBreakoutModule
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
+
+
+def main():
+    module = SipBreakoutModule(
+        argument_spec=dict(
+            phone_number=dict(type="str"),
+            sip_uri=dict(type="str", required=True),
+            route_type=dict(type="str", choices=list(ROUTE_TYPES)),
+            mobile_originating_prefix=dict(type="str"),
+            mobile_terminating_prefix=dict(type="str"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+        required_if=[("state", "present", ("route_type",))],
+        supports_check_mode=True,
+    )
+    module.exit_json(**module.run(ensure_from_options))
+
+
+if __name__ == "__main__":
+    main()
