@@ -11,6 +11,7 @@ import hashlib
 import threading
 import time
 import traceback
+from urllib.parse import quote_plus
 
 from .errors import AuthError, ValidationError
 from .retry import Backoff, Deadline
@@ -204,7 +205,9 @@ class _EndpointTokenSource(TokenSource):
         raise NotImplementedError
 
     def _auth(self):
-        return requests.auth.HTTPBasicAuth(self.client_id, self._client_secret)
+        # RFC 6749 2.3.1: id and secret are form-encoded before HTTP basic auth; requests would send them raw,
+        # which breaks secrets holding '+', '%' or ':'.
+        return requests.auth.HTTPBasicAuth(quote_plus(self.client_id, safe=""), quote_plus(self._client_secret, safe=""))
 
     def _check_response(self, response):
         """Compliance hook: turn 5xx and unreadable answers into errors before oauthlib parses them."""

@@ -6,14 +6,66 @@
 ``changed`` means: compared with what this ledger recorded as applied and still within its TTL, the operator now
 holds something different (a new registration, other fields, one that had lapsed, or one deleted). A change made
 outside this ledger (by grpcurl, another host, another ledger path) is not seen.
+
+One engine serves one registration and ten thousand alike: every item is planned against the ledger, the calls
+run on one channel with a bounded number in flight, and the ledger is updated once, with exactly the items that
+succeeded.
 """
 
 import time
+from collections import namedtuple
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from .connection import Connection
-from .errors import SipBreakoutError
+from .errors import SipBreakoutError, ValidationError
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
 from .registration import Registration
+
+DEFAULT_CONCURRENCY = 32
+DEFAULT_MAX_PURGE = 20.0
+
+# What happens to an item, in the words of the summary.
+CREATED, UPDATED, UNCHANGED, DELETED, FAILED = "created", "updated", "unchanged", "deleted", "failed"
+OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED)
+
+Item = namedtuple("Item", ["registration", "state"])
+
+
+class Step:
+    """One item's plan (from the ledger) and, once applied, its result."""
+
+    def __init__(self, item, key, before, purge=False):
+        self.item = item
+        self.key = key
+        self.before = before  # the live registration the ledger holds, or None
+        self.purge = purge
+        self.outcome = self._predict()
+        self.error = None
+        self.time_to_live = None
+        self.upserted_at = None
+
+    def _predict(self):
+        if self.item.state == "absent":
+            return DELETED if self.before is not None else UNCHANGED
+        if self.before is None:
+            return CREATED
+        return UNCHANGED if self.before == self.item.registration else UPDATED
+
+    @property
+    def changed(self):
+        return self.outcome in (CREATED, UPDATED, DELETED)
+
+    def result(self):
+        reg = self.item.registration
+        result = dict(phone_number=reg.phone_number, sip_uri=reg.sip_uri, state=self.item.state,
+                      result=FAILED if self.error else self.outcome, registration=reg.as_dict(),
+                      time_to_live=None if self.time_to_live is None else int(round(self.time_to_live)),
+                      expires_at=None if self.upserted_at is None else isoformat(self.upserted_at + self.time_to_live))
+        if self.purge:
+            result["purged"] = True
+        if self.error:
+            result["error"] = str(self.error)
+        return result
 
 
 class RegistrationService:
@@ -24,56 +76,95 @@ class RegistrationService:
         self.ledger = ledger
         self.clock = clock
 
-    def ensure(self, registration, state="present", check_mode=False, diff=False):
-        """Make one registration present or absent; returns the module result (without ``diff`` unless asked)."""
+    def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE):
+        """Steps for ``items`` (and for the purge), computed from the ledger alone; refuses unsafe purges."""
         now = self.clock()
         entries = self.ledger.read()
-        key = entry_key(self.connection.endpoint, self.connection.principal, registration)
-        entry = entries.get(key)
-        before = entry.registration if entry is not None and entry.live(now) else None
-        present = state == "present"
-        changed = before != registration if present else before is not None
+        steps, keys = [], set()
+        for item in items:
+            key = entry_key(self.connection.endpoint, self.connection.principal, item.registration)
+            if key in keys:
+                raise ValidationError("registrations", "%s appears more than once" % item.registration.label,
+                                      item.registration.phone_number)
+            keys.add(key)
+            entry = entries.get(key)
+            steps.append(Step(item, key, entry.registration if entry is not None and entry.live(now) else None))
+        if purge:
+            steps.extend(self._purge_steps(entries, keys, now, max_purge))
+        return steps
 
-        result = dict(changed=changed, state=state, registration=registration.as_dict(), time_to_live=None,
-                      expires_at=None, status=None, ledger_path=self.ledger.path,
-                      warnings=self._other_registrations(entries, registration, key, now))
-        if not check_mode:
-            if present:
-                result.update(self._upsert(registration, key, entry))
-            else:
-                self.connection.client.delete(registration)
-                with self.ledger.update() as current:
-                    current.pop(key, None)
-                result["status"] = "STATUS_CODE_OK"
-        if diff:
-            result["diff"] = dict(before=before.as_dict() if before else {},
-                                  after=registration.as_dict() if present else {},
-                                  before_header="%s (ledger %s)" % (registration.label, self.ledger.path),
-                                  after_header=registration.label)
-        return result
+    def _purge_steps(self, entries, keys, now, max_purge):
+        mine = [(key, entry) for key, entry in sorted(entries.items())
+                if entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal]
+        doomed = [(key, entry) for key, entry in mine if key not in keys]
+        if doomed and len(doomed) * 100.0 > max_purge * len(mine):
+            raise ValidationError("max_purge", "purge would delete %d of the %d registrations the ledger %s holds for "
+                                               "%s at %s (%.0f%%), more than max_purge=%g%%. If the list is really "
+                                               "complete, raise max_purge." % (
+                                                   len(doomed), len(mine), self.ledger.path,
+                                                   self.connection.principal, self.connection.endpoint,
+                                                   len(doomed) * 100.0 / len(mine), max_purge))
+        return [Step(Item(entry.registration, "absent"), key, entry.registration if entry.live(now) else None,
+                     purge=True) for key, entry in doomed]
 
-    def _upsert(self, registration, key, entry):
+    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
+        """Send every step's call, ``concurrency`` at a time; record the successes in the ledger, once."""
+        pending = list(reversed(steps))
+        running = {}
+        workers = max(1, min(int(concurrency), len(steps)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            while pending or running:
+                while pending and len(running) < workers and not (fail_fast and self._failed(steps)):
+                    step = pending.pop()
+                    running[pool.submit(self._call, step)] = step
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+        self._record(steps)
+        return steps
+
+    @staticmethod
+    def _failed(steps):
+        return any(step.error for step in steps)
+
+    def _call(self, step):
+        reg = step.item.registration
         try:
-            ttl = self.connection.client.upsert(registration).time_to_live
+            if step.item.state == "present":
+                step.time_to_live = self.connection.client.upsert(reg).time_to_live
+                step.upserted_at = self.clock()
+            else:
+                self.connection.client.delete(reg)
         except SipBreakoutError as exc:
-            if entry is not None:
-                # Keep what was applied before, with why the refresh failed: it may still be live.
-                with self.ledger.update() as current:
-                    if key in current:
-                        current[key].last_error = str(exc)
-                        current[key].last_attempt_at = self.clock()
-            raise
-        upserted_at = self.clock()
-        fresh = LedgerEntry(self.connection.endpoint, self.connection.principal, registration,
-                            upserted_at=upserted_at, time_to_live=ttl, last_attempt_at=upserted_at)
-        with self.ledger.update() as current:
-            current[key] = fresh
-        return dict(time_to_live=int(round(ttl)), expires_at=isoformat(fresh.expires_at), status="STATUS_CODE_OK")
+            step.error = exc
 
-    def _other_registrations(self, entries, registration, key, now):
+    def _record(self, steps):
+        applied = [step for step in steps if step.error is None and (step.upserted_at or step.item.state == "absent")]
+        failed = [step for step in steps if step.error is not None]
+        if not applied and not failed:
+            return
+        endpoint, principal = self.connection.endpoint, self.connection.principal
+        with self.ledger.update() as entries:
+            for step in applied:
+                if step.item.state == "absent":
+                    entries.pop(step.key, None)
+                else:
+                    entries[step.key] = LedgerEntry(endpoint, principal, step.item.registration,
+                                                    upserted_at=step.upserted_at, time_to_live=step.time_to_live,
+                                                    last_attempt_at=step.upserted_at)
+            for step in failed:
+                # Keep what was applied before, with why this attempt failed: it may still be live.
+                if step.key in entries:
+                    entries[step.key].last_error = str(step.error)
+                    entries[step.key].last_attempt_at = self.clock()
+
+    def other_registrations(self, registration, key):
         """Warn about other live registrations of the same number: they stay at the operator until they lapse."""
+        now = self.clock()
         warnings = []
-        for other_key, other in sorted(entries.items()):
+        for other_key, other in sorted(self.ledger.read().items()):
             if (other_key != key and other.registration.phone_number == registration.phone_number
                     and other.endpoint == self.connection.endpoint and other.principal == self.connection.principal
                     and other.live(now)):
@@ -84,16 +175,101 @@ class RegistrationService:
         return warnings
 
 
+def _registration(options, state, option_prefix=""):
+    try:
+        return Registration.create(
+            sip_uri=options.get("sip_uri"), route_type=options.get("route_type"),
+            phone_number=options.get("phone_number"),
+            mobile_originating_prefix=options.get("mobile_originating_prefix"),
+            mobile_terminating_prefix=options.get("mobile_terminating_prefix"),
+            require_route_type=state == "present")
+    except ValidationError as exc:
+        if option_prefix:
+            exc.option = option_prefix + exc.option
+            exc.message = option_prefix + exc.message
+        raise
+
+
+def _diff(steps, ledger_path, bulk):
+    """Before: what the ledger holds live; after: what is declared. One registration is shown as itself."""
+    before, after = {}, {}
+    for step in steps:
+        name = step.item.registration.label
+        if step.before is not None:
+            before[name] = step.before.as_dict()
+        if step.item.state == "present":
+            after[name] = step.item.registration.as_dict()
+    if not bulk:
+        before, after = next(iter(before.values()), {}), next(iter(after.values()), {})
+    return dict(before=before, after=after, before_header="ledger %s" % ledger_path,
+                after_header="declared" if bulk else steps[0].item.registration.label)
+
+
 def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
-    """The single-registration path of the ``registration`` module: validate everything, then apply."""
-    state = options.get("state") or "present"
-    registration = Registration.create(
-        sip_uri=options.get("sip_uri"), route_type=options.get("route_type"),
-        phone_number=options.get("phone_number"),
-        mobile_originating_prefix=options.get("mobile_originating_prefix"),
-        mobile_terminating_prefix=options.get("mobile_terminating_prefix"),
-        require_route_type=state == "present")
+    """The ``registration`` module: one registration, or a list of them (``registrations``), present or absent."""
+    bulk = options.get("registrations") is not None
+    if bulk:
+        items = []
+        problems = []
+        for index, spec in enumerate(options["registrations"]):
+            state = spec.get("state") or "present"
+            try:
+                items.append(Item(_registration(spec, state, "registrations[%d]." % index), state))
+            except ValidationError as exc:
+                problems.append(str(exc))
+        if problems:
+            # The whole list is checked before any call, and every problem is named at once.
+            raise ValidationError("registrations", "%d invalid item(s), nothing was sent:\n%s"
+                                  % (len(problems), "\n".join(problems)))
+    else:
+        state = options.get("state") or "present"
+        items = [Item(_registration(options, state), state)]
+
     with Connection.from_options(options, on_token=on_token) as connection:
-        connection.check_registration(registration)
+        for item in items:
+            connection.check_registration(item.registration)
         service = RegistrationService(connection, Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH))
-        return service.ensure(registration, state, check_mode=check_mode, diff=diff)
+        steps = service.plan(items, purge=bool(options.get("purge")),
+                             max_purge=options.get("max_purge", DEFAULT_MAX_PURGE))
+        if not check_mode:
+            service.apply(steps, concurrency=options.get("concurrency") or DEFAULT_CONCURRENCY,
+                          fail_fast=bool(options.get("fail_fast")))
+        result = dict(changed=any(step.changed and not step.error for step in steps), ledger_path=service.ledger.path)
+        if diff:
+            result["diff"] = _diff(steps, service.ledger.path, bulk)
+        if bulk:
+            return _bulk_result(result, steps, check_mode)
+        return _single_result(result, steps[0], service, check_mode)
+
+
+def _single_result(result, step, service, check_mode):
+    if step.error:
+        raise step.error
+    reg = step.item.registration
+    result.update(state=step.item.state, registration=reg.as_dict(),
+                  time_to_live=step.result()["time_to_live"], expires_at=step.result()["expires_at"],
+                  status=None if check_mode else "STATUS_CODE_OK",
+                  warnings=service.other_registrations(reg, step.key))
+    return result
+
+
+def _bulk_result(result, steps, check_mode):
+    results = [step.result() for step in steps]
+    summary = dict((outcome, 0) for outcome in OUTCOMES)
+    for item in results:
+        summary[item["result"]] += 1
+    result.update(results=results, summary=summary)
+    if summary[FAILED]:
+        failures = [item for item in results if item["result"] == FAILED]
+        result["failed"] = True
+        result["msg"] = "%d of %d registration(s) failed; the %d that succeeded are recorded in the ledger. " \
+                        "First failure: %s" % (len(failures), len(results),
+                                               len(results) - len(failures) - _not_sent(steps), failures[0]["error"])
+    elif check_mode:
+        result["msg"] = "check mode: nothing was sent"
+    return result
+
+
+def _not_sent(steps):
+    """Steps never attempted (fail_fast stopped before them)."""
+    return sum(1 for step in steps if step.error is None and step.upserted_at is None and step.item.state == "present")

@@ -42,11 +42,11 @@ options:
       - Without a port, the core finds the endpoint through DNS SRV records of the domain.
       - The endpoint must present a certificate valid for HOST.
       - With O(state=absent), the registration with this URI is deleted.
+      - Required unless O(registrations) is given.
     type: str
-    required: true
   route_type:
     description:
-      - How the core involves the endpoint. Required with O(state=present).
+      - How the core involves the endpoint. Required with O(state=present) (for O(registrations), per item).
       - V(loop) sends every call of the number to the endpoint first; the call goes on only when the endpoint
         sends it back. V(loop_mo) does so only for calls the number makes, V(loop_mt) only for calls it receives.
       - V(fork) rings the endpoint and the number at the same time.
@@ -70,6 +70,60 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  registrations:
+    description:
+      - Many registrations in one task, on one channel with one token, O(concurrency) calls in flight.
+      - Each item takes the single-registration options. Mutually exclusive with them.
+      - The whole list is validated before any call; an item the API refuses fails only itself (unless
+        O(fail_fast)), and the ledger is updated once, with exactly the items that succeeded.
+    type: list
+    elements: dict
+    suboptions:
+      phone_number:
+        description: As O(phone_number).
+        type: str
+      sip_uri:
+        description: As O(sip_uri).
+        type: str
+        required: true
+      route_type:
+        description: As O(route_type). Required when the item's O(registrations[].state=present).
+        type: str
+        choices: [loop, fork, fallback, loop_mo, loop_mt, ingress]
+      mobile_originating_prefix:
+        description: As O(mobile_originating_prefix).
+        type: str
+      mobile_terminating_prefix:
+        description: As O(mobile_terminating_prefix).
+        type: str
+      state:
+        description: As O(state).
+        type: str
+        choices: [present, absent]
+        default: present
+  purge:
+    description:
+      - With O(registrations), delete every registration the ledger holds for the same O(api_endpoint) and
+        credentials that is not in the list, so that the list is exactly what the operator holds.
+    type: bool
+    default: false
+  max_purge:
+    description:
+      - With O(purge), the largest share of the ledger's registrations (for this endpoint and credentials), in
+        percent, that one run may delete. A run that would delete more fails before any call, so that an empty or
+        truncated inventory cannot wipe out a provider. Set V(100) when a big removal is intended.
+    type: float
+    default: 20.0
+  concurrency:
+    description:
+      - With O(registrations), how many calls are in flight at once.
+    type: int
+    default: 32
+  fail_fast:
+    description:
+      - With O(registrations), send nothing more after the first failed item.
+    type: bool
+    default: false
 notes:
   - Credentials given as environment variables on the controller do not reach modules that run on other hosts;
     pass them as options there (the C(wgtwo.sipbreakout.pbx) role does).
@@ -116,6 +170,19 @@ EXAMPLES = r"""
     sip_uri: "sips:pbx.example.com"
     route_type: fork
 
+- name: Exactly these numbers, in one task; every other number of this ledger is deleted
+  wgtwo.sipbreakout.registration:
+    registrations:
+      - phone_number: "+4799990000"
+        sip_uri: "sips:pbx.example.com:5061"
+        route_type: loop
+      - phone_number: "+4799990001"
+        sip_uri: "sips:pbx.example.com:5061"
+        route_type: fallback
+    purge: true
+    client_id: "{{ vault_wgtwo_client_id }}"
+    client_secret: "{{ vault_wgtwo_client_secret }}"
+
 - name: With a user token, the number is the token's own
   wgtwo.sipbreakout.registration:
     access_token: "{{ user_access_token }}"
@@ -126,7 +193,7 @@ EXAMPLES = r"""
 RETURN = r"""
 registration:
   description: The registration as sent to the API, after normalisation.
-  returned: always
+  returned: without O(registrations)
   type: dict
   contains:
     phone_number:
@@ -151,26 +218,75 @@ registration:
       sample: "22"
 state:
   description: The state asked for.
-  returned: always
+  returned: without O(registrations)
   type: str
   sample: present
 time_to_live:
   description: Seconds the registration lives after this upsert, as the API answered. V(null) in check mode and
     with O(state=absent).
-  returned: always
+  returned: without O(registrations)
   type: int
   sample: 3600
 expires_at:
   description: When the registration lapses unless refreshed, UTC, ISO 8601. V(null) in check mode and with
     O(state=absent).
-  returned: always
+  returned: without O(registrations)
   type: str
   sample: "2026-11-27T08:15:00Z"
 status:
   description: The API's status code for the call. V(null) in check mode.
-  returned: always
+  returned: without O(registrations)
   type: str
   sample: STATUS_CODE_OK
+results:
+  description: With O(registrations), one entry per item, in order, then one per purged registration.
+  returned: with O(registrations)
+  type: list
+  elements: dict
+  contains:
+    phone_number:
+      description: The number.
+      type: str
+    sip_uri:
+      description: The endpoint URI.
+      type: str
+    state:
+      description: The item's state.
+      type: str
+    result:
+      description: V(created), V(updated), V(unchanged), V(deleted) or V(failed); in check mode, what would happen.
+      type: str
+    registration:
+      description: The registration as sent.
+      type: dict
+    time_to_live:
+      description: Seconds to live after this upsert, or V(null).
+      type: int
+    expires_at:
+      description: When it lapses unless refreshed, or V(null).
+      type: str
+    error:
+      description: Why the item failed.
+      type: str
+      returned: when it failed
+    purged:
+      description: V(true) for a registration deleted because O(purge) found it missing from the list.
+      type: bool
+      returned: for purged registrations
+  sample:
+    - phone_number: "+4799990000"
+      sip_uri: "sips:pbx.example.com:5061"
+      state: present
+      result: created
+      registration: {phone_number: "+4799990000", sip_uri: "sips:pbx.example.com:5061", route_type: loop,
+                     mobile_originating_prefix: null, mobile_terminating_prefix: null}
+      time_to_live: 3600
+      expires_at: "2026-11-27T08:15:00Z"
+summary:
+  description: With O(registrations), how many items were created, updated, unchanged, deleted and failed.
+  returned: with O(registrations)
+  type: dict
+  sample: {created: 9990, updated: 0, unchanged: 0, deleted: 10, failed: 0}
 ledger_path:
   description: The ledger that was read and updated.
   returned: always
@@ -199,16 +315,28 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import e
 
 
 def main():
+    single = dict(
+        phone_number=dict(type="str"),
+        sip_uri=dict(type="str"),
+        route_type=dict(type="str", choices=list(ROUTE_TYPES)),
+        mobile_originating_prefix=dict(type="str"),
+        mobile_terminating_prefix=dict(type="str"),
+    )
+    item = dict(single, sip_uri=dict(type="str", required=True),
+                state=dict(type="str", default="present", choices=["present", "absent"]))
     module = SipBreakoutModule(
         argument_spec=dict(
-            phone_number=dict(type="str"),
-            sip_uri=dict(type="str", required=True),
-            route_type=dict(type="str", choices=list(ROUTE_TYPES)),
-            mobile_originating_prefix=dict(type="str"),
-            mobile_terminating_prefix=dict(type="str"),
+            single,
             state=dict(type="str", default="present", choices=["present", "absent"]),
+            registrations=dict(type="list", elements="dict", options=item),
+            purge=dict(type="bool", default=False),
+            max_purge=dict(type="float", default=20.0),
+            concurrency=dict(type="int", default=32),
+            fail_fast=dict(type="bool", default=False),
         ),
-        required_if=[("state", "present", ("route_type",))],
+        mutually_exclusive=[("registrations", name) for name in single],
+        required_one_of=[("registrations", "sip_uri")],
+        required_if=[("purge", True, ("registrations",))],
         supports_check_mode=True,
     )
     module.exit_json(**module.run(ensure_from_options))

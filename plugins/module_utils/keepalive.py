@@ -1,0 +1,577 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The keepalive: re-upserts every registration of a host's ledger before its TTL runs out.
+
+It runs on the PBX host (installed by the ``wgtwo.sipbreakout.keepalive`` role), from a systemd timer or cron
+(``--once``: refresh what is due, write the health file and metrics, exit) or as a long-running loop that sleeps
+until the next registration is due. It uses the same ``Connection``, client, token sources and ``Ledger`` as the
+modules, and a JSON config file whose connection keys are the modules' shared options.
+
+Config file (JSON object; every key optional; root-only when it holds a secret)::
+
+    {
+      "api_endpoint": "api.wgtwo.com:443",        # and client_id, client_secret, access_token,
+      "client_id": "...", "client_secret": "...",  # refresh_token, token_url, ca_path, token_cache_path,
+      "token_cache_path": "/var/lib/wgtwo-sipbreakout/tokens.json",   # timeout, retries: as the modules
+      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.json",
+      "health_path": "/var/lib/wgtwo-sipbreakout/health.json",
+      "metrics_path": "/var/lib/prometheus/node-exporter/wgtwo_sipbreakout.prom",
+      "refresh_fraction": 0.3333,   # refresh once this fraction of the TTL is left
+      "jitter": 0.25,               # ... plus up to this fraction of it again, spread per registration
+      "schedule_interval": 300,     # seconds between --once runs: refresh what would be late by the next run
+      "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
+      "max_sleep": 300              # loop mode: wake at least this often to pick up new ledger entries
+    }
+
+Only registrations the ledger holds for the configured endpoint and credentials are refreshed; a registration
+removed from the ledger (``state: absent``) is never refreshed again. Failed refreshes stay in the ledger with
+their error and are retried; nothing is dropped. No secret and no token is ever logged or written outside the
+config file and the token cache.
+"""
+
+import argparse
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import stat
+import sys
+import threading
+import time
+
+from .client import DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC
+from .connection import OPTIONS, Connection
+from .errors import ApiError, LedgerError, SipBreakoutError, ValidationError
+from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, HealthFile, hostname, render_metrics, summarize, \
+    write_textfile
+from .ledger import Ledger, isoformat
+from .retry import Deadline
+from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
+
+PROG = "wgtwo-sipbreakout-keepalive"
+DEFAULT_CONFIG_PATH = "/etc/wgtwo-sipbreakout/keepalive.json"
+DEFAULT_STATE_DIR = "/var/lib/wgtwo-sipbreakout"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_BUSY = 75  # EX_TEMPFAIL: another pass held the run lock for too long
+
+# Types of the shared connection options in the config file (their names are connection.OPTIONS; the modules'
+# argument spec is the reference, and a unit test keeps the two in step).
+CONNECTION_TYPES = {"ca_path": "path", "token_cache_path": "path", "timeout": "float", "retries": "int"}
+SECRET_OPTIONS = ("client_secret", "access_token", "refresh_token")
+
+# The keepalive's own settings: name -> (type, default).
+SETTINGS = {
+    "ledger_path": ("path", DEFAULT_STATE_DIR + "/ledger.json"),
+    "health_path": ("path", DEFAULT_HEALTH_PATH),
+    "metrics_path": ("path", None),
+    "metrics_per_registration": ("bool", True),
+    "lock_path": ("path", None),
+    "lock_timeout": ("float", 120.0),
+    "refresh_fraction": ("float", DEFAULT_REFRESH_FRACTION),
+    "jitter": ("float", 0.25),
+    "schedule_interval": ("float", 300.0),
+    "retry_interval": ("float", 60.0),
+    "max_sleep": ("float", 300.0),
+}
+# Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
+CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
+
+# Never refresh one registration more often than this, whatever TTL the API returns.
+MIN_REFRESH_SECONDS = 1.0
+MIN_SLEEP = 0.05
+
+LOG = logging.getLogger("wgtwo.sipbreakout.keepalive")
+
+
+class Settings:
+    """A validated config file: every key of OPTIONS and SETTINGS as an attribute."""
+
+    def __init__(self, values, path=None):
+        self.path = path
+        self.values = values
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def connection_options(self):
+        return dict((name, self.values.get(name)) for name in OPTIONS)
+
+
+def _convert(path, key, kind, value):
+    def bad(expected):
+        shown = "(hidden)" if key in SECRET_OPTIONS else json.dumps(value)
+        return ValidationError(key, "%s: expected %s, got %s" % (path, expected, shown))
+
+    if value is None:
+        return None
+    if kind in ("str", "path"):
+        if not isinstance(value, str) or not value:
+            raise bad("a non-empty string")
+        return os.path.expanduser(value) if kind == "path" else value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad("a number")
+    if kind == "int":
+        if int(value) != value:
+            raise bad("a whole number")
+        return int(value)
+    return float(value)
+
+
+def parse_config(data, path="config"):
+    """Check and complete a config dict; raises ValidationError naming the key (never a secret's value)."""
+    if not isinstance(data, dict):
+        raise ValidationError("config", "%s must hold a JSON object" % path)
+    known = set(OPTIONS) | set(SETTINGS)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValidationError(unknown[0], "%s: unknown key(s) %s; known keys: %s" % (
+            path, ", ".join(unknown), ", ".join(sorted(known))))
+    values = {}
+    for name in OPTIONS:
+        values[name] = _convert(path, name, CONNECTION_TYPES.get(name, "str"),
+                                data.get(name, CONNECTION_DEFAULTS.get(name)))
+    for name, (kind, default) in SETTINGS.items():
+        values[name] = _convert(path, name, kind, data.get(name, default))
+    _check_ranges(path, values)
+    if values["lock_path"] is None:
+        values["lock_path"] = values["ledger_path"] + ".keepalive.lock"
+    if not values["token_cache_path"] and values.get("refresh_token"):
+        raise ValidationError("token_cache_path", "%s: is required with refresh_token: the operator rotates refresh "
+                                                  "tokens and the newest one must be kept on disk" % path)
+    return Settings(values, path)
+
+
+def _check_ranges(path, values):
+    def need(ok, key, text):
+        if not ok:
+            raise ValidationError(key, "%s: %s (got %r)" % (path, text, values[key]))
+
+    need(0.0 < values["refresh_fraction"] < 1.0, "refresh_fraction", "must be between 0 and 1")
+    need(0.0 <= values["jitter"] and values["refresh_fraction"] * (1.0 + values["jitter"]) < 1.0, "jitter",
+         "must be 0 or more, and refresh_fraction * (1 + jitter) less than 1")
+    need(values["schedule_interval"] >= 0.0, "schedule_interval", "must be 0 or more")
+    for key in ("retry_interval", "max_sleep", "lock_timeout"):
+        need(values[key] > 0.0, key, "must be greater than 0")
+    if values["timeout"] is not None:
+        need(values["timeout"] > 0.0, "timeout", "must be greater than 0")
+    if values["retries"] is not None:
+        need(values["retries"] >= 0, "retries", "must be 0 or more")
+
+
+def load_config(path):
+    """Read and check the config file; a file holding a secret must not be readable by group or others."""
+    try:
+        with open(path, "r") as handle:
+            info = os.fstat(handle.fileno())
+            text = handle.read()
+    except (IOError, OSError) as exc:
+        raise ValidationError("config", "cannot read %s: %s" % (path, exc.strerror or exc))
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        # The message names line and column only, never the text around them: the file holds secrets.
+        raise ValidationError("config", "%s is not valid JSON: %s" % (path, exc))
+    settings = parse_config(data, path)
+    holds = [name for name in SECRET_OPTIONS if settings.values.get(name)]
+    if holds and stat.S_IMODE(info.st_mode) & 0o077:
+        raise ValidationError("config", "%s holds %s but is readable by group or others (mode %04o); make it "
+                                        "readable by its owner only (chmod 600)"
+                              % (path, ", ".join(holds), stat.S_IMODE(info.st_mode)))
+    return settings
+
+
+class RunLock:
+    """An exclusive ``flock`` so that two passes (timer and a manual run) never work on the ledger at once."""
+
+    def __init__(self, path, timeout, stop=None):
+        self.path = path
+        self.timeout = timeout
+        self._stop = stop
+        self._fd = None
+
+    def __enter__(self):
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, 0o700)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise LedgerError("cannot create %s: %s" % (directory, exc.strerror or exc))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        end = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return self
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise LedgerError("cannot lock %s: %s" % (self.path, exc.strerror or exc))
+            if time.monotonic() >= end or (self._stop is not None and self._stop.is_set()):
+                os.close(fd)
+                raise RunLockBusy("%s is held by another keepalive pass (still running after %g s)"
+                                  % (self.path, self.timeout))
+            time.sleep(0.1)
+
+    def __exit__(self, *exc_info):
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock; a killed process releases it the same way
+            self._fd = None
+
+
+class RunLockBusy(SipBreakoutError):
+    """Another pass holds the run lock."""
+
+
+def _spread(key, upserted_at):
+    """A number in [0, 1) fixed for one registration and one upsert: jitter that is stable across wake-ups."""
+    digest = hashlib.sha256(("%s|%r" % (key, upserted_at)).encode("utf-8")).hexdigest()
+    return int(digest[:8], 16) / float(1 << 32)
+
+
+class Keepalive:
+    """Refreshes the registrations of one ledger that belong to one endpoint and one set of credentials."""
+
+    def __init__(self, settings, connection, clock=time.time, stop=None):
+        self.settings = settings
+        self.connection = connection
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.ledger = Ledger(settings.ledger_path, lock_timeout=settings.lock_timeout, clock=clock)
+        self.health = HealthFile(settings.health_path)
+
+    # ------------------------------------------------------------------------------------------ scheduling
+
+    def owns(self, entry):
+        return entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal
+
+    def refresh_at(self, entry):
+        """When ``entry`` should be refreshed: once ``refresh_fraction`` (plus its jitter) of the TTL is left."""
+        if entry.upserted_at is None:
+            return 0.0
+        ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
+        margin = ttl * self.settings.refresh_fraction * (1.0 + self.settings.jitter * _spread(entry.key,
+                                                                                            entry.upserted_at))
+        return max(entry.upserted_at + ttl - margin, entry.upserted_at + MIN_REFRESH_SECONDS)
+
+    def retry_delay(self, entry):
+        ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
+        # Short TTLs get short retries, so a failed refresh is tried again well before the registration lapses.
+        base = min(self.settings.retry_interval, max(ttl / 6.0, 0.2))
+        return base * (1.0 + self.settings.jitter * _spread(entry.key, entry.last_attempt_at))
+
+    def next_attempt_at(self, entry, lookahead=0.0):
+        """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run."""
+        due = self.refresh_at(entry) - lookahead
+        failing = entry.last_error and entry.last_attempt_at is not None
+        if failing and entry.last_attempt_at >= (entry.upserted_at or 0.0):
+            due = max(due, entry.last_attempt_at + self.retry_delay(entry))
+        return due
+
+    # ------------------------------------------------------------------------------------------ one pass
+
+    def run_pass(self, force=False, lookahead=0.0, mode="once"):
+        """Refresh what is due (everything with ``force``), then write the health file and metrics.
+
+        Returns the ``last_run`` dict of the report; its ``outcome`` is ``idle``, ``ok`` or ``failed``.
+        """
+        started = self.clock()
+        run = dict(mode=mode, started_at=isoformat(started), started_at_epoch=started, due=0, refreshed=0,
+                   failed=0, skipped=0, error=None)
+        unmanaged = {}
+        try:
+            entries = self.ledger.read()
+        except LedgerError as exc:
+            run["error"] = str(exc)
+            LOG.error("%s", exc)
+            return self._report(run, {}, unmanaged, lookahead)
+        due = []
+        for key, entry in entries.items():
+            if not self.owns(entry):
+                unmanaged[key] = ("not refreshed by this keepalive: applied at %s as %s, but it is configured for "
+                                  "%s as %s" % (entry.endpoint, entry.principal, self.connection.endpoint,
+                                                self.connection.principal))
+            elif force or self.next_attempt_at(entry, lookahead) <= started:
+                due.append(entry)
+        run["due"] = len(due)
+        if due:
+            self._refresh_all(sorted(due, key=lambda e: e.expires_at or 0.0), force, lookahead, run)
+        try:
+            entries = self.ledger.read()
+        except LedgerError as exc:
+            run["error"] = str(exc)
+        return self._report(run, entries, unmanaged, lookahead)
+
+    def _refresh_all(self, due, force, lookahead, run):
+        blocker = None
+        try:
+            # One token up front: if the token endpoint refuses us, no registration needs to find that out again.
+            self.connection.token_source.token(Deadline(self.connection.timeout))
+        except SipBreakoutError as exc:
+            blocker = exc
+            LOG.error("cannot get an access token, no registration refreshed: %s", exc)
+        for entry in due:
+            if self.stop.is_set():
+                run["skipped"] += 1
+                continue
+            if blocker is not None:
+                self._mark_failed(entry.key, "not attempted: %s" % blocker)
+                run["failed"] += 1
+                continue
+            outcome, error = self._refresh(entry.key, force, lookahead)
+            if outcome == "refreshed":
+                run["refreshed"] += 1
+            elif outcome == "failed":
+                run["failed"] += 1
+                if isinstance(error, ApiError) and error.retryable:
+                    # The API is down: the other registrations would only wait out the same timeout.
+                    blocker = error
+            else:
+                run["skipped"] += 1
+
+    def _refresh(self, key, force, lookahead):
+        # The upsert happens under the ledger lock: a module run that deletes or changes this registration
+        # meanwhile waits, so the keepalive never re-creates what was just removed or sends stale fields.
+        with self.ledger.update() as current:
+            entry = current.get(key)
+            if entry is None or not self.owns(entry):
+                LOG.info("%s is no longer in the ledger; not refreshed", key)
+                return "gone", None
+            sent_at = self.clock()
+            if not force and self.next_attempt_at(entry, lookahead) > sent_at:
+                return "fresh", None  # another pass refreshed it while this one waited
+            label = entry.registration.label
+            try:
+                ttl = self.connection.client.upsert(entry.registration).time_to_live
+            except SipBreakoutError as exc:
+                entry.last_error = str(exc)
+                entry.last_attempt_at = self.clock()
+                self._log_failure(label, entry, exc)
+                return "failed", exc
+            left = entry.expires_at - sent_at if entry.expires_at is not None else None
+            # The send time, not the answer's: the server's TTL started somewhere in between.
+            entry.upserted_at = sent_at
+            entry.time_to_live = ttl
+            entry.last_error = None
+            entry.last_attempt_at = sent_at
+            LOG.info("refreshed %s: ttl %g s%s", label, ttl,
+                     "" if left is None else (", %.1f s were left" % left if left > 0 else ", it had lapsed"))
+            return "refreshed", None
+
+    def _mark_failed(self, key, message):
+        with self.ledger.update() as current:
+            entry = current.get(key)
+            if entry is not None and self.owns(entry):
+                entry.last_error = message
+                entry.last_attempt_at = self.clock()
+                self._log_failure(entry.registration.label, entry, message)
+
+    def _log_failure(self, label, entry, error):
+        expires_at = entry.expires_at
+        now = self.clock()
+        if expires_at is None:
+            when = "it is not live"
+        elif expires_at > now:
+            when = "it lapses at %s (in %.0f s) unless a later attempt works" % (isoformat(expires_at),
+                                                                                 expires_at - now)
+        else:
+            when = "it lapsed at %s" % isoformat(expires_at)
+        LOG.error("refresh of %s failed: %s; %s", label, error, when)
+
+    # ------------------------------------------------------------------------------------------ reporting
+
+    def _report(self, run, entries, unmanaged, lookahead):
+        finished = self.clock()
+        run["finished_at"] = isoformat(finished)
+        run["finished_at_epoch"] = finished
+        run["outcome"] = "failed" if run["failed"] or run["error"] else ("ok" if run["refreshed"] else "idle")
+        summary = summarize(entries.values(), finished, self.settings.refresh_fraction, unmanaged)
+        warnings = [unmanaged[key] for key in sorted(unmanaged)]
+        if lookahead > 0:
+            short = sorted(set(e.time_to_live for e in entries.values() if self.owns(e) and e.time_to_live
+                               and e.time_to_live * self.settings.refresh_fraction <= lookahead))
+            if short:
+                warnings.append("the API returned a TTL of %g s; refreshing when %g s are left is later than the "
+                                "next scheduled run in %g s, so registrations may lapse between runs: use a "
+                                "shorter schedule_interval or the loop mode"
+                                % (short[0], short[0] * self.settings.refresh_fraction, lookahead))
+        previous = None
+        try:
+            previous = self.health.read()
+        except LedgerError:
+            previous = None
+        success = run["outcome"] != "failed" and not summary["failures"]
+        last_success = finished if success else (previous or {}).get("last_success_at_epoch")
+        report = dict(
+            host=hostname(),
+            updated_at=isoformat(finished),
+            updated_at_epoch=finished,
+            keepalive=dict(api_endpoint=self.connection.endpoint, principal=self.connection.principal,
+                           ledger_path=self.ledger.path, refresh_fraction=self.settings.refresh_fraction,
+                           schedule_interval=lookahead or None, pid=os.getpid()),
+            last_run=run,
+            last_success_at=isoformat(last_success),
+            last_success_at_epoch=last_success,
+            warnings=warnings,
+        )
+        report.update(summary)
+        for warning in warnings:
+            LOG.warning("%s", warning)
+        try:
+            self.health.write(report)
+        except (LedgerError, OSError) as exc:
+            run["outcome"] = "failed"
+            run["error"] = run["error"] or "cannot write the health file: %s" % exc
+            LOG.error("cannot write the health file %s: %s", self.health.path, exc)
+        if self.settings.metrics_path:
+            try:
+                write_textfile(self.settings.metrics_path,
+                               render_metrics(report, per_registration=self.settings.metrics_per_registration))
+            except (IOError, OSError) as exc:
+                run["outcome"] = "failed"
+                LOG.error("cannot write the metrics file %s: %s", self.settings.metrics_path, exc.strerror or exc)
+        LOG.log(logging.WARNING if run["outcome"] == "failed" else logging.INFO,
+                "pass %s: %d due, %d refreshed, %d failed; %d registration(s), %d live, nearest expiry %s",
+                run["outcome"], run["due"], run["refreshed"], run["failed"], summary["registrations_total"],
+                summary["registrations_live"],
+                "none" if summary["seconds_to_nearest_expiry"] is None
+                else "in %.1f s" % summary["seconds_to_nearest_expiry"])
+        return run
+
+    # ------------------------------------------------------------------------------------------ loop mode
+
+    def seconds_to_next(self):
+        """How long the loop may sleep: until the next registration is due, at most ``max_sleep``."""
+        now = self.clock()
+        try:
+            entries = self.ledger.read()
+        except LedgerError:
+            return self.settings.retry_interval
+        times = [self.next_attempt_at(entry) for entry in entries.values() if self.owns(entry)]
+        if not times:
+            return self.settings.max_sleep
+        return min(self.settings.max_sleep, max(MIN_SLEEP, min(times) - now))
+
+    def loop(self):
+        """Pass, sleep until the next one is due, repeat until ``stop`` is set (SIGTERM)."""
+        LOG.info("keepalive started for %s as %s, ledger %s", self.connection.endpoint, self.connection.principal,
+                 self.ledger.path)
+        while not self.stop.is_set():
+            try:
+                # Held only during a pass, so a manual --once run can go in between; it then finds nothing due.
+                with RunLock(self.settings.lock_path, self.settings.lock_timeout, self.stop):
+                    self.run_pass(mode="loop")
+            except (RunLockBusy, LedgerError) as exc:
+                LOG.error("%s", exc)
+            self.stop.wait(self.seconds_to_next())
+        LOG.info("keepalive stopped")
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+class _JournalFormatter(logging.Formatter):
+    """``<N>message``: systemd-journald reads the priority from that prefix (SyslogLevelPrefix)."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record):
+        return "<%d>%s" % (self.PRIORITIES.get(record.levelno, 6), super().format(record))
+
+
+def _setup_logging(level):
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s " + PROG + ": %(levelname)s %(message)s"))
+    root = logging.getLogger("wgtwo.sipbreakout")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # requests-oauthlib and oauthlib log token responses at DEBUG: never let them through.
+    for name in ("requests_oauthlib", "oauthlib", "urllib3", "requests"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Refresh the SIP breakout registrations of this host's ledger before they lapse "
+                               "(wgtwo.sipbreakout keepalive). Without --once it runs until SIGTERM.")
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="PATH",
+                        help="JSON config file (default: %(default)s)")
+    parser.add_argument("--once", action="store_true",
+                        help="one pass: refresh what is due before the next scheduled run, write health and "
+                             "metrics, exit (for systemd timers and cron)")
+    parser.add_argument("--force", action="store_true", help="with --once: refresh every registration now")
+    parser.add_argument("--splay", type=float, default=0.0, metavar="SECONDS",
+                        help="wait a random time up to SECONDS first, so that many hosts do not run at once")
+    parser.add_argument("--check-config", action="store_true", help="check the config file and exit")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    return parser
+
+
+def main(argv=None):
+    """The command line; returns the exit status (0 ok, 1 a registration failed, 2 bad config, 75 busy)."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
+    if args.force and not args.once:
+        LOG.error("--force needs --once")
+        return EXIT_CONFIG
+    for name, present, error in (("grpcio", HAS_GRPC, GRPC_IMPORT_ERROR), ("protobuf", HAS_PROTOBUF,
+                                                                          PROTOBUF_IMPORT_ERROR)):
+        if not present:
+            LOG.error("the Python library %s is missing (Debian: python3-%s): %s", name, name,
+                      (error or "").strip().splitlines()[-1:])
+            return EXIT_CONFIG
+    try:
+        settings = load_config(args.config)
+        connection = Connection.from_options(settings.connection_options())
+    except SipBreakoutError as exc:
+        LOG.error("%s", exc)
+        return EXIT_CONFIG
+    if args.check_config:
+        LOG.info("%s is valid: %s as %s, ledger %s", args.config, connection.endpoint, connection.principal,
+                 settings.ledger_path)
+        return EXIT_OK
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        LOG.info("signal %d: stopping after the current registration", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    keepalive = Keepalive(settings, connection, stop=stop)
+    try:
+        if args.splay > 0:
+            stop.wait(random.uniform(0, args.splay))
+        if not args.once:
+            keepalive.loop()
+            return EXIT_OK
+        try:
+            with RunLock(settings.lock_path, settings.lock_timeout, stop):
+                run = keepalive.run_pass(force=args.force, lookahead=settings.schedule_interval)
+        except RunLockBusy as exc:
+            LOG.error("%s", exc)
+            return EXIT_BUSY
+        except LedgerError as exc:
+            LOG.error("%s", exc)
+            return EXIT_FAILED
+        return EXIT_FAILED if run["outcome"] == "failed" else EXIT_OK
+    finally:
+        connection.close()

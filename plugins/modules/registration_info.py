@@ -1,0 +1,272 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: registration_info
+short_description: Report the state of a host's SIP breakout registrations from its ledger and keepalive
+version_added: 0.1.0
+description:
+  - Reads the ledger on the host where it runs (O(ledger_path)) and, if given, the health file the keepalive
+    writes (O(health_path)), and reports every registration with its state, when it lapses and the result of
+    its last refresh.
+  - The API has no read call, so this is what the host knows of what it applied. It never calls the API or
+    the token endpoint and needs no credentials.
+  - States, most severe first. V(lapsed) - its time to live has run out, the operator no longer holds it.
+    V(error) - still live, but the last attempt to refresh it failed (see RV(registrations[].last_error)).
+    V(expiring) - live and refreshed without error, but less than O(expiring_within) seconds are left, so the
+    keepalive is late or not running. V(live) - none of these.
+author:
+  - wgtwo.sipbreakout maintainers
+extends_documentation_fragment:
+  - wgtwo.sipbreakout.ledger
+attributes:
+  check_mode:
+    description: Reads files only, so it runs the same in check mode.
+    support: full
+  diff_mode:
+    description: Reports only; there is nothing to show a difference of.
+    support: none
+  platform:
+    description: Runs on the host whose ledger it reads, the controller or a remote host with Python 3.8 or newer.
+    platforms: posix
+    support: full
+options:
+  health_path:
+    description:
+      - The health file of the keepalive on this host, which the C(wgtwo.sipbreakout.keepalive) role puts at
+        V(/var/lib/wgtwo-sipbreakout/health.json).
+      - When given, RV(keepalive) reports when the keepalive last ran and what it found, and whether that is longer
+        ago than O(health_max_age). A missing file is reported, not an error.
+    type: path
+  expiring_within:
+    description:
+      - A live registration with fewer seconds than this left is reported as V(expiring).
+      - By default, the part of each registration's time to live in which the keepalive refreshes it (a third,
+        or the keepalive's C(refresh_fraction) from O(health_path)).
+    type: float
+  health_max_age:
+    description:
+      - Seconds after which the health file counts as stale (RV(keepalive.stale)), meaning the keepalive has not
+        run. The default suits the role's 5 minute schedule.
+    type: float
+    default: 900
+notes:
+  - This module does not take the connection options of the collection, so it is not in the action group
+    C(group/wgtwo.sipbreakout.sipbreakout).
+seealso:
+  - module: wgtwo.sipbreakout.registration
+"""
+
+EXAMPLES = r"""
+- name: What the PBX host's registrations look like
+  wgtwo.sipbreakout.registration_info:
+    ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
+    health_path: /var/lib/wgtwo-sipbreakout/health.json
+  register: sipbreakout
+
+- name: Fail when a registration is not live or the keepalive stopped running
+  ansible.builtin.assert:
+    that:
+      - sipbreakout.states.lapsed == 0
+      - sipbreakout.states.error == 0
+      - not sipbreakout.keepalive.stale
+    fail_msg: "{{ sipbreakout.failures }}"
+
+- name: Numbers that lapse within the next 15 minutes
+  wgtwo.sipbreakout.registration_info:
+    ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
+    expiring_within: 900
+  register: soon
+"""
+
+RETURN = r"""
+registrations:
+  description: Every registration of the ledger, ordered by number and URI.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    phone_number:
+      description: The number in E.164 form, or V(null) with a user token.
+      type: str
+      sample: "+4799990000"
+    sip_uri:
+      description: The endpoint URI.
+      type: str
+      sample: "sips:pbx.example.com:5061"
+    route_type:
+      description: The route type as last sent.
+      type: str
+      sample: loop
+    mobile_originating_prefix:
+      description: The MO prefix, or V(null).
+      type: str
+      sample: "11"
+    mobile_terminating_prefix:
+      description: The MT prefix, or V(null).
+      type: str
+      sample: "22"
+    endpoint:
+      description: The API endpoint it was applied at.
+      type: str
+      sample: api.wgtwo.com:443
+    principal:
+      description: Who applied it (client id, C(user-token) or C(anonymous)); never a secret.
+      type: str
+      sample: "client:pbx-provisioning"
+    state:
+      description: V(live), V(expiring), V(lapsed) or V(error), as described above.
+      type: str
+      sample: live
+    expires_at:
+      description: When it lapses unless refreshed, UTC, ISO 8601.
+      type: str
+      sample: "2026-11-27T08:15:00Z"
+    expires_at_epoch:
+      description: The same as Unix time.
+      type: float
+      sample: 1795763700.0
+    seconds_left:
+      description: Seconds until it lapses; V(0) once lapsed.
+      type: float
+      sample: 2400.5
+    upserted_at:
+      description: The last successful upsert, UTC, ISO 8601.
+      type: str
+      sample: "2026-11-27T07:15:00Z"
+    time_to_live:
+      description: The time to live in seconds the API returned for that upsert.
+      type: float
+      sample: 3600
+    last_attempt_at:
+      description: The last upsert attempt, successful or not, UTC, ISO 8601.
+      type: str
+      sample: "2026-11-27T07:15:00Z"
+    last_result:
+      description: V(ok) if the last attempt worked, V(failed) if not.
+      type: str
+      sample: ok
+    last_error:
+      description: Why the last attempt failed, or V(null).
+      type: str
+      sample: "the API rejected the registration (STATUS_CODE_NOT_ACCEPTABLE): Secure SIP domain name required"
+states:
+  description: How many registrations are in each state.
+  returned: always
+  type: dict
+  contains:
+    live:
+      description: Live registrations.
+      type: int
+    expiring:
+      description: Expiring registrations.
+      type: int
+    lapsed:
+      description: Lapsed registrations.
+      type: int
+    error:
+      description: Live registrations whose last refresh failed.
+      type: int
+  sample: {"live": 3, "expiring": 0, "lapsed": 0, "error": 1}
+registrations_total:
+  description: How many registrations the ledger holds.
+  returned: always
+  type: int
+  sample: 4
+registrations_live:
+  description: How many of them the operator still holds (every state but V(lapsed)).
+  returned: always
+  type: int
+  sample: 4
+seconds_to_nearest_expiry:
+  description: Seconds until the next registration lapses, or V(null) when none is live.
+  returned: always
+  type: float
+  sample: 2400.5
+failures:
+  description: Registrations whose last refresh failed, with the error.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"phone_number": "+4799990001", "sip_uri": "sips:pbx.example.com", "state": "error",
+            "error": "upsert at api.wgtwo.com:443 failed after 5 attempt(s) within timeout=10s: UNAVAILABLE (...)",
+            "expires_at": "2026-11-27T08:15:00Z", "last_attempt_at": "2026-11-27T07:55:00Z"}]
+keepalive:
+  description: What the keepalive's health file says, or V(null) without O(health_path).
+  returned: always
+  type: dict
+  contains:
+    health_path:
+      description: The file that was read.
+      type: str
+    found:
+      description: Whether the file exists.
+      type: bool
+    updated_at:
+      description: When the keepalive last wrote it, UTC, ISO 8601.
+      type: str
+    age_seconds:
+      description: How long ago that was.
+      type: float
+    stale:
+      description: V(true) when the file is missing or older than O(health_max_age).
+      type: bool
+    last_run:
+      description: The keepalive's last pass (C(outcome) V(ok), V(idle) or V(failed), C(due), C(refreshed),
+        C(failed), C(error)).
+      type: dict
+    last_success_at:
+      description: When a pass last ended without any failure.
+      type: str
+    warnings:
+      description: What the keepalive warned about (for example registrations it cannot refresh).
+      type: list
+      elements: str
+    failures:
+      description: The failures the keepalive reported in its last pass.
+      type: list
+      elements: dict
+  sample: {"health_path": "/var/lib/wgtwo-sipbreakout/health.json", "found": true,
+           "updated_at": "2026-11-27T07:55:00Z", "age_seconds": 42.0, "stale": false,
+           "last_run": {"outcome": "ok", "due": 1, "refreshed": 1, "failed": 0, "error": null},
+           "last_success_at": "2026-11-27T07:55:00Z", "warnings": [], "failures": []}
+checked_at:
+  description: The time the states refer to, UTC, ISO 8601.
+  returned: always
+  type: str
+  sample: "2026-11-27T07:55:42Z"
+ledger_path:
+  description: The ledger that was read.
+  returned: always
+  type: str
+  sample: /var/lib/wgtwo-sipbreakout/ledger.json
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import LEDGER_ARGSPEC
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import SipBreakoutError
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.health import report_from_files
+
+
+def main():
+    spec = dict(LEDGER_ARGSPEC)
+    spec.update(
+        health_path=dict(type="path"),
+        expiring_within=dict(type="float"),
+        health_max_age=dict(type="float", default=900.0),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    try:
+        result = report_from_files(module.params["ledger_path"], health_path=module.params["health_path"],
+                                   expiring_within=module.params["expiring_within"],
+                                   health_max_age=module.params["health_max_age"])
+    except SipBreakoutError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
