@@ -14,7 +14,7 @@ import traceback
 from urllib.parse import quote_plus
 
 from .errors import AuthError, ValidationError
-from .retry import Backoff, Deadline
+from .retry import Backoff
 from .statefile import StateFile
 from .trust import ca_bundle_path
 
@@ -194,8 +194,8 @@ class _EndpointTokenSource(TokenSource):
         scopes = token.get("scope")
         if scopes is not None and SCOPE not in (scopes if isinstance(scopes, list) else str(scopes).split()):
             raise AuthError("the token endpoint %s granted %s scope(s) %r but not '%s', which the API needs; "
-                            "ask the operator to grant it to client '%s'" % (self.token_url, self.describe(), scopes,
-                                                                              SCOPE, self.client_id))
+                            "ask the operator to grant it to client '%s'"
+                            % (self.token_url, self.describe(), scopes, SCOPE, self.client_id))
         if self._cache:
             # Written before the token is used: a rotated refresh token must never exist only in memory.
             self._cache.put(self._key, entry)

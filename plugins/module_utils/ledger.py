@@ -109,4 +109,3 @@ class Ledger:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise LedgerError("%s holds an entry this collection cannot read (%s: %s). It was left untouched."
                               % (self.path, type(exc).__name__, exc))
-

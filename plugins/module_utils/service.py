@@ -119,8 +119,7 @@ class RegistrationService:
                     running[pool.submit(self._call, step)] = step
                 if not running:
                     break
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
+                for future in wait(list(running), return_when=FIRST_COMPLETED).done:
                     running.pop(future)
         self._record(steps)
         return steps

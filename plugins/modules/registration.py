@@ -20,7 +20,7 @@ description:
     ledger) is not seen.
   - Check mode predicts the result from the ledger without calling the API or the token endpoint.
 author:
-  - wgtwo.sipbreakout maintainers
+  - Working Group Two SIP breakout maintainers (@wgtwo)
 extends_documentation_fragment:
   - wgtwo.sipbreakout.connection
   - wgtwo.sipbreakout.ledger
