@@ -1,0 +1,226 @@
+# Build, test and demo entry points of the wgtwo.sipbreakout collection. `make help` lists the targets.
+#
+# Everything a test needs is installed from here (Debian packages, virtual environments, the offline
+# ansible-test bootstrap), so a fresh Debian 12 machine, as root, needs only `make test` or `make demo`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(abspath $(dir $(firstword $(MAKEFILE_LIST))))
+# The Python that creates .venv (3.11: ansible-core 2.19 runs on it, ansible-test is told --python 3.11).
+PYTHON ?= python3
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+# Debian 12's own Python: the oldest end the modules support (python3-grpcio 1.51, python3-protobuf 3.21).
+DEBIAN_PYTHON ?= /usr/bin/python3
+BUILD := $(ROOT)/.build
+VENV_DEBIAN := $(BUILD)/venv-debian
+# ansible-test needs the collection at .../ansible_collections/wgtwo/sipbreakout: `make collection` copies it here.
+COLLECTION := $(BUILD)/ansible_collections/wgtwo/sipbreakout
+# Plain pytest imports the work tree itself through this symlink (the functional tests insist on that).
+DEV_ROOT := $(BUILD)/dev
+ANSIBLE_TEST_PYTHON := 3.11
+
+# Debian packages the tests need: git and tar for the build copy; python3-venv for the Debian-end venv;
+# Debian's grpcio/protobuf/requests-oauthlib for the tests of that end; shellcheck for the sanity test of the
+# same name (without it, ansible-test skips that test with only a warning).
+DEB_PACKAGES := git tar ca-certificates python3 python3-venv python3-grpcio python3-protobuf \
+	python3-requests-oauthlib shellcheck
+
+# `make test` runs these in this order: cheap and static first.
+LAYERS := changelog-lint ee-check protos-check lint sanity units units-debian functional integration
+# The molecule layer joins once the tree has scenarios.
+ifneq ($(wildcard $(ROOT)/extensions/molecule/*/molecule.yml),)
+LAYERS += molecule
+endif
+
+define banner
+printf '\n==> %s [%s]\n' "$(1)" "$$(date +%T)"
+endef
+
+.PHONY: help
+help:
+	@cat <<'EOF'
+	Targets of wgtwo.sipbreakout (the Quick start in README.md needs only the first two):
+	  make demo            own venv, build + install the collection, emulator, playbooks/register.yml, show, stop
+	  make test            every test layer in order: $(LAYERS)
+	  make deps            install the Debian packages the tests need (as root; apt runs only if one is missing)
+	  make venv            .venv with the pinned tools of tests/requirements-dev.txt + tests/constraints.txt
+	  make venv-debian     .build/venv-debian: Debian's Python with python3-grpcio/protobuf, plus test tools only
+	  make collection      copy the work tree (tracked + new files) to .build/ansible_collections/wgtwo/sipbreakout
+	  make ansible-test-cache  offline stand-in for ansible-test's get-pip bootstrap (~/.ansible/test/cache)
+	  make sanity          ansible-test sanity, all tests, no ignore files
+	  make units           ansible-test units on tests/unit (.venv: newest grpcio/protobuf)
+	  make units-debian    the same unit tests on Debian's python3-grpcio 1.51 / python3-protobuf 3.21
+	  make functional      pytest tests/functional
+	  make integration     emulator + ansible-test integration; the emulator is stopped afterwards
+	  make molecule        molecule test --all (podman; image and containers.podman built locally)
+	  make lint            ansible-lint, production profile
+	  make changelog-lint  antsibull-changelog lint of the fragments and changelog.yaml
+	  make ee-check        ansible-builder sees requirements.txt and bindep.txt through meta/execution-environment.yml
+	  make protos-check    fail if plugins/module_utils/generated/ is stale
+	  make protos          regenerate plugins/module_utils/generated/ from protos/
+	  make lock            re-pin tests/constraints.txt from a fresh venv
+	  make clean           stop emulators, remove .build (venvs of the demo and the Debian end too) and test output (make distclean: .venv too)
+	EOF
+
+# ---------------------------------------------------------------------------------------------------------
+# Machine and environments
+
+.PHONY: deps
+deps:
+	@$(call banner,deps: Debian packages)
+	"$(ROOT)/hack/deps.sh" $(DEB_PACKAGES)
+
+$(VENV)/.stamp-dev: $(ROOT)/requirements.txt $(ROOT)/tests/requirements-dev.txt $(ROOT)/tests/constraints.txt | deps
+	@$(call banner,venv: $(VENV))
+	if [[ ! -x "$(BIN)/python" ]]; then "$(PYTHON)" -m venv "$(VENV)"; fi
+	"$(BIN)/python" -m pip install --quiet --disable-pip-version-check \
+		-r "$(ROOT)/tests/requirements-dev.txt" -c "$(ROOT)/tests/constraints.txt"
+	touch "$@"
+
+.PHONY: venv
+venv: $(VENV)/.stamp-dev
+
+$(VENV_DEBIAN)/.stamp: $(ROOT)/tests/requirements-debian.txt | deps
+	@$(call banner,venv-debian: $(VENV_DEBIAN))
+	cd "$(ROOT)" && DEBIAN_PYTHON="$(DEBIAN_PYTHON)" hack/venv-debian.sh "$(VENV_DEBIAN)"
+	touch "$@"
+
+.PHONY: venv-debian
+venv-debian: $(VENV_DEBIAN)/.stamp
+
+.PHONY: lock
+lock:
+	@$(call banner,lock: tests/constraints.txt)
+	cd "$(ROOT)" && PYTHON="$(PYTHON)" hack/lock.sh
+
+.PHONY: collection
+collection:
+	@$(call banner,collection: $(COLLECTION))
+	"$(ROOT)/hack/collection.sh" "$(BUILD)"
+
+.PHONY: dev-link
+dev-link:
+	@mkdir -p "$(DEV_ROOT)/ansible_collections/wgtwo"
+	ln -sfn "$(ROOT)" "$(DEV_ROOT)/ansible_collections/wgtwo/sipbreakout"
+
+.PHONY: ansible-test-cache
+ansible-test-cache: venv
+	@$(call banner,ansible-test-cache)
+	"$(BIN)/python" "$(ROOT)/hack/ansible_test_cache.py"
+
+# ---------------------------------------------------------------------------------------------------------
+# Test layers
+
+.PHONY: test
+test: deps venv
+	@$(call banner,test: $(LAYERS))
+	MAKE="$(MAKE)" "$(ROOT)/hack/layers.sh" $(LAYERS)
+
+.PHONY: changelog-lint
+changelog-lint: venv
+	@$(call banner,changelog-lint)
+	cd "$(ROOT)"
+	"$(BIN)/antsibull-changelog" lint
+	"$(BIN)/antsibull-changelog" lint-changelog-yaml changelogs/changelog.yaml
+	echo "changelog-lint: fragments and changelogs/changelog.yaml are valid"
+
+.PHONY: ee-check
+ee-check: venv collection
+	@$(call banner,ee-check: ansible-builder introspect)
+	deps=$$("$(BIN)/ansible-builder" introspect --sanitize "$(BUILD)")
+	echo "$$deps"
+	for wanted in "'grpcio>=" "'protobuf>=" "'requests-oauthlib>=" "'python3-grpcio \[platform:dpkg\]"; do
+		if ! grep -q "^- $$wanted" <<<"$$deps"; then
+			echo "ee-check: ansible-builder does not see $$wanted from meta/execution-environment.yml" >&2
+			exit 1
+		fi
+	done
+	echo "ee-check: ansible-builder picks up requirements.txt and bindep.txt"
+
+.PHONY: protos-check
+protos-check: venv
+	@$(call banner,protos-check)
+	cd "$(ROOT)" && "$(BIN)/python" protos/generate.py --check
+
+.PHONY: protos
+protos: venv
+	@$(call banner,protos)
+	cd "$(ROOT)" && "$(BIN)/python" protos/generate.py
+
+.PHONY: lint
+lint: venv
+	@$(call banner,lint: ansible-lint --profile production)
+	cd "$(ROOT)" && PATH="$(BIN):$$PATH" ansible-lint --profile production
+
+.PHONY: sanity
+sanity: venv collection ansible-test-cache
+	@$(call banner,sanity: ansible-test sanity --python $(ANSIBLE_TEST_PYTHON) --venv)
+	# Findings get fixed, never ignored: no ignore file may hold an entry.
+	entries=$$(cat "$(ROOT)"/tests/sanity/ignore-*.txt 2>/dev/null | grep -cv '^[[:space:]]*\(#\|$$\)' || true)
+	if [[ $$entries -ne 0 ]]; then
+		echo "sanity: tests/sanity/ignore-*.txt hold $$entries entries; fix the findings instead" >&2
+		exit 1
+	fi
+	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" sanity \
+		--python $(ANSIBLE_TEST_PYTHON) --venv
+
+.PHONY: units
+units: venv collection
+	@$(call banner,units: ansible-test units --python $(ANSIBLE_TEST_PYTHON) --local)
+	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" units \
+		--python $(ANSIBLE_TEST_PYTHON) --local
+
+.PHONY: units-debian
+units-debian: venv venv-debian collection
+	@$(call banner,units-debian: ansible-test units on $(DEBIAN_PYTHON) with Debian's grpcio/protobuf)
+	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" units \
+		--python $(ANSIBLE_TEST_PYTHON) --local --python-interpreter "$(VENV_DEBIAN)/bin/python"
+
+.PHONY: functional
+functional: venv dev-link
+	@$(call banner,functional: pytest tests/functional)
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional
+
+.PHONY: integration
+integration: venv collection
+	@$(call banner,integration: emulator + ansible-test integration --python $(ANSIBLE_TEST_PYTHON) --local)
+	PATH="$(BIN):$$PATH" PYTHON="$(BIN)/python" ANSIBLE_TEST_PYTHON=$(ANSIBLE_TEST_PYTHON) \
+		"$(ROOT)/hack/integration.sh" "$(BUILD)"
+
+.PHONY: molecule
+molecule: venv
+	@$(call banner,molecule: molecule test --all)
+	# hack/molecule/molecule.sh (the roles' own runner) installs podman/runc/debootstrap, builds the local
+	# Debian 12 image and extracts containers.podman before it runs molecule.
+	MOLECULE="$(BIN)/molecule" PYTHON="$(BIN)/python" "$(ROOT)/hack/molecule/molecule.sh" test --all
+
+# ---------------------------------------------------------------------------------------------------------
+# Demo and housekeeping
+
+.PHONY: demo
+demo: deps collection
+	@$(call banner,demo)
+	PYTHON="$(PYTHON)" "$(ROOT)/hack/demo.sh" "$(BUILD)"
+
+.PHONY: clean
+clean:
+	@$(call banner,clean)
+	for state in "$(BUILD)/emulator" "$(BUILD)/demo/emulator"; do
+		if [[ -f "$$state/emulator.json" ]]; then
+			PYTHON="$$( [[ -x "$(BIN)/python" ]] && echo "$(BIN)/python" || echo "$(PYTHON)")" \
+				"$(ROOT)/hack/emulator.sh" stop "$$state" || true
+		fi
+	done
+	rm -rf "$(BUILD)" "$(ROOT)/tests/output" "$(ROOT)/.ansible" "$(ROOT)/.pytest_cache"
+	find "$(ROOT)" -path "$(VENV)" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: distclean
+distclean: clean
+	rm -rf "$(VENV)" "$(ROOT)/.cache"

@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn the emulator's emulator.json into Ansible variables (a YAML file on stdout).
+
+  emulator_vars.py integration STATE_DIR CLIENT_ID CLIENT_SECRET   tests/integration/integration_config.yml
+  emulator_vars.py demo STATE_DIR CLIENT_ID CLIENT_SECRET          extra vars for playbooks/register.yml
+"""
+
+import json
+import os
+import sys
+
+# emulator.json key -> variable name, per use.
+NAMES = {
+    "integration": {
+        "grpc_endpoint": "sipbreakout_emulator_grpc_endpoint",
+        "token_url": "sipbreakout_emulator_token_url",
+        "admin_url": "sipbreakout_emulator_admin_url",
+        "ca_path": "sipbreakout_emulator_ca_path",
+        "client_id": "sipbreakout_emulator_client_id",
+        "client_secret": "sipbreakout_emulator_client_secret",
+        "state_dir": "sipbreakout_emulator_state_dir",
+    },
+    "demo": {
+        "grpc_endpoint": "sipbreakout_api_endpoint",
+        "token_url": "sipbreakout_token_url",
+        "ca_path": "sipbreakout_ca_path",
+        "client_id": "sipbreakout_client_id",
+        "client_secret": "sipbreakout_client_secret",
+    },
+}
+
+# Extra variables per use that do not come from the emulator.
+EXTRA = {
+    # A module host Python with Debian 12's python3-grpcio / python3-protobuf, for tests of that end.
+    "integration": {"sipbreakout_debian_python": os.environ.get("DEBIAN_PYTHON", "/usr/bin/python3")},
+    "demo": {},
+}
+
+
+def main(argv):
+    """Entry point."""
+    if len(argv) != 5 or argv[1] not in NAMES:
+        sys.stderr.write(__doc__)
+        return 2
+    use, state_dir, client_id, client_secret = argv[1:]
+    state_dir = os.path.abspath(state_dir)
+    with open(os.path.join(state_dir, "emulator.json"), encoding="utf-8") as handle:
+        emulator = json.load(handle)
+    values = dict(emulator, client_id=client_id, client_secret=client_secret, state_dir=state_dir)
+    missing = sorted(key for key in NAMES[use] if not values.get(key))
+    if missing:
+        sys.stderr.write("emulator_vars: emulator.json lacks %s\n" % ", ".join(missing))
+        return 1
+    sys.stdout.write("# Written by hack/emulator_vars.py from %s\n" % os.path.join(state_dir, "emulator.json"))
+    variables = dict((name, values[key]) for key, name in NAMES[use].items())
+    variables.update(EXTRA[use])
+    for name in sorted(variables):
+        # A JSON string is a valid YAML double-quoted scalar.
+        sys.stdout.write("%s: %s\n" % (name, json.dumps(str(variables[name]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
