@@ -23,15 +23,20 @@ COLLECTION := $(BUILD)/ansible_collections/wgtwo/sipbreakout
 # Plain pytest imports the work tree itself through this symlink (the functional tests insist on that).
 DEV_ROOT := $(BUILD)/dev
 ANSIBLE_TEST_PYTHON := 3.11
+# The release tarball `make dist` builds from the work tree (galaxy.yml's build_ignore keeps the tooling out).
+VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
+DIST := $(BUILD)/dist
+TARBALL := $(DIST)/wgtwo-sipbreakout-$(VERSION).tar.gz
 
 # Debian packages the tests need: git and tar for the build copy; python3-venv for the Debian-end venv;
 # Debian's grpcio/protobuf/requests-oauthlib for the tests of that end; shellcheck for the sanity test of the
 # same name (without it, ansible-test skips that test with only a warning).
 DEB_PACKAGES := git tar ca-certificates python3 python3-venv python3-grpcio python3-protobuf \
-	python3-requests-oauthlib shellcheck
+	python3-requests-oauthlib shellcheck systemd
 
-# `make test` runs these in this order: cheap and static first.
-LAYERS := changelog-lint ee-check protos-check lint sanity units units-debian functional integration
+# `make test` runs these in this order: cheap and static first. The integration tests run in release-check, from
+# the installed release tarball (`make integration` runs them from the build copy, for development).
+LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional awx release-check
 # The molecule layer joins once the tree has scenarios.
 ifneq ($(wildcard $(ROOT)/extensions/molecule/*/molecule.yml),)
 LAYERS += molecule
@@ -56,11 +61,16 @@ help:
 	  make units           ansible-test units on tests/unit (.venv: newest grpcio/protobuf)
 	  make units-debian    the same unit tests on Debian's python3-grpcio 1.51 / python3-protobuf 3.21
 	  make functional      pytest tests/functional
-	  make integration     emulator + ansible-test integration; the emulator is stopped afterwards
+	  make integration     emulator + ansible-test integration of the build copy; the emulator is stopped afterwards
+	  make awx             AWX-like jobs: the credential type, ansible-runner with the emulator, job slicing (tests/awx)
+	  make release-check   install the release tarball into an empty path: ansible-doc of everything, integration tests
 	  make molecule        molecule test --all (podman; image and containers.podman built locally)
 	  make lint            ansible-lint, production profile
 	  make changelog-lint  antsibull-changelog lint of the fragments and changelog.yaml
-	  make ee-check        ansible-builder sees requirements.txt and bindep.txt through meta/execution-environment.yml
+	  make ee-check        ansible-builder: introspect, and a build context from extensions/awx/execution-environment.yml
+	  make docs-check      lint the plugin docs; fail if docs/reference/ or docs/troubleshooting.md is stale
+	  make docs            regenerate docs/reference/ (antsibull-docs) from the plugins' and roles' documentation
+	  make dist            the release tarball: $(TARBALL:$(ROOT)/%=%)
 	  make protos-check    fail if plugins/module_utils/generated/ is stale
 	  make protos          regenerate plugins/module_utils/generated/ from protos/
 	  make lock            re-pin tests/constraints.txt from a fresh venv
@@ -130,8 +140,8 @@ changelog-lint: venv
 	echo "changelog-lint: fragments and changelogs/changelog.yaml are valid"
 
 .PHONY: ee-check
-ee-check: venv collection
-	@$(call banner,ee-check: ansible-builder introspect)
+ee-check: venv collection dist dev-link
+	@$(call banner,ee-check: ansible-builder introspect and create)
 	deps=$$("$(BIN)/ansible-builder" introspect --sanitize "$(BUILD)")
 	echo "$$deps"
 	for wanted in "'grpcio>=" "'protobuf>=" "'requests-oauthlib>=" "'python3-grpcio \[platform:dpkg\]"; do
@@ -141,6 +151,25 @@ ee-check: venv collection
 		fi
 	done
 	echo "ee-check: ansible-builder picks up requirements.txt and bindep.txt"
+	# The example execution environment, from the release tarball: ansible-builder create, then its galaxy and
+	# builder stages replayed without a container engine.
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" SIPBREAKOUT_TARBALL="$(TARBALL)" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx/test_execution_environment.py
+
+.PHONY: docs
+docs: venv collection
+	@$(call banner,docs: antsibull-docs into docs/reference/)
+	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" generate "$(BUILD)"
+
+.PHONY: docs-check
+docs-check: venv collection dev-link
+	@$(call banner,docs-check: antsibull-docs lint and docs/reference/ up to date; troubleshooting page complete)
+	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" check "$(BUILD)"
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT)" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional/test_docs_troubleshooting.py \
+		tests/functional/test_docs_links.py
 
 .PHONY: protos-check
 protos-check: venv
@@ -194,6 +223,27 @@ integration: venv collection
 	PATH="$(BIN):$$PATH" PYTHON="$(BIN)/python" ANSIBLE_TEST_PYTHON=$(ANSIBLE_TEST_PYTHON) \
 		"$(ROOT)/hack/integration.sh" "$(BUILD)"
 
+.PHONY: dist
+dist: venv
+	@$(call banner,dist: ansible-galaxy collection build of the work tree)
+	rm -rf "$(DIST)"
+	mkdir -p "$(DIST)"
+	"$(BIN)/ansible-galaxy" collection build "$(ROOT)" --output-path "$(DIST)"
+	test -s "$(TARBALL)"
+
+.PHONY: awx
+awx: venv dist dev-link
+	@$(call banner,awx: credential type, ansible-runner jobs against the emulator, job slicing)
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" SIPBREAKOUT_TARBALL="$(TARBALL)" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx --ignore=tests/awx/test_execution_environment.py
+
+.PHONY: release-check
+release-check: venv dist
+	@$(call banner,release-check: the installed tarball: ansible-doc, integration tests)
+	PATH="$(BIN):$$PATH" PYTHON="$(BIN)/python" ANSIBLE_TEST_PYTHON=$(ANSIBLE_TEST_PYTHON) \
+		"$(ROOT)/hack/release-check.sh" "$(TARBALL)" "$(BUILD)"
+
 .PHONY: molecule
 molecule: venv
 	@$(call banner,molecule: molecule test --all)
@@ -212,7 +262,7 @@ demo: deps collection
 .PHONY: clean
 clean:
 	@$(call banner,clean)
-	for state in "$(BUILD)/emulator" "$(BUILD)/demo/emulator"; do
+	for state in "$(BUILD)/emulator" "$(BUILD)/demo/emulator" "$(BUILD)/release/collections/emulator"; do
 		if [[ -f "$$state/emulator.json" ]]; then
 			PYTHON="$$( [[ -x "$(BIN)/python" ]] && echo "$(BIN)/python" || echo "$(PYTHON)")" \
 				"$(ROOT)/hack/emulator.sh" stop "$$state" || true

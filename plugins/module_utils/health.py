@@ -136,6 +136,15 @@ class HealthFile:
         return body or None
 
     def write(self, report):
+        try:
+            self._replace(report)
+        except LedgerError:
+            # Unlike the ledger, this file only repeats what the ledger says: a corrupt one is replaced.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self._replace(report)
+
+    def _replace(self, report):
         with self._file.update() as body:
             body.clear()
             body.update(report)

@@ -24,6 +24,8 @@ Config file (JSON object; every key optional; root-only when it holds a secret):
       "max_sleep": 300              # loop mode: wake at least this often to pick up new ledger entries
     }
 
+docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
+
 Only registrations the ledger holds for the configured endpoint and credentials are refreshed; a registration
 removed from the ledger (``state: absent``) is never refreshed again. Failed refreshes stay in the ledger with
 their error and are retried; nothing is dropped. No secret and no token is ever logged or written outside the
@@ -31,8 +33,6 @@ config file and the token cache.
 """
 
 import argparse
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -60,7 +60,6 @@ DEFAULT_STATE_DIR = "/var/lib/wgtwo-sipbreakout"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
-EXIT_BUSY = 75  # EX_TEMPFAIL: another pass held the run lock for too long
 
 # Types of the shared connection options in the config file (their names are connection.OPTIONS; the modules'
 # argument spec is the reference, and a unit test keeps the two in step).
@@ -73,7 +72,6 @@ SETTINGS = {
     "health_path": ("path", DEFAULT_HEALTH_PATH),
     "metrics_path": ("path", None),
     "metrics_per_registration": ("bool", True),
-    "lock_path": ("path", None),
     "lock_timeout": ("float", 120.0),
     "refresh_fraction": ("float", DEFAULT_REFRESH_FRACTION),
     "jitter": ("float", 0.25),
@@ -144,8 +142,6 @@ def parse_config(data, path="config"):
     for name, (kind, default) in SETTINGS.items():
         values[name] = _convert(path, name, kind, data.get(name, default))
     _check_ranges(path, values)
-    if values["lock_path"] is None:
-        values["lock_path"] = values["ledger_path"] + ".keepalive.lock"
     if not values["token_cache_path"] and values.get("refresh_token"):
         raise ValidationError("token_cache_path", "%s: is required with refresh_token: the operator rotates refresh "
                                                   "tokens and the newest one must be kept on disk" % path)
@@ -191,49 +187,6 @@ def load_config(path):
     return settings
 
 
-class RunLock:
-    """An exclusive ``flock`` so that two passes (timer and a manual run) never work on the ledger at once."""
-
-    def __init__(self, path, timeout, stop=None):
-        self.path = path
-        self.timeout = timeout
-        self._stop = stop
-        self._fd = None
-
-    def __enter__(self):
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, 0o700)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise LedgerError("cannot create %s: %s" % (directory, exc.strerror or exc))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        end = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fd = fd
-                return self
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise LedgerError("cannot lock %s: %s" % (self.path, exc.strerror or exc))
-            if time.monotonic() >= end or (self._stop is not None and self._stop.is_set()):
-                os.close(fd)
-                raise RunLockBusy("%s is held by another keepalive pass (still running after %g s)"
-                                  % (self.path, self.timeout))
-            time.sleep(0.1)
-
-    def __exit__(self, *exc_info):
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock; a killed process releases it the same way
-            self._fd = None
-
-
-class RunLockBusy(SipBreakoutError):
-    """Another pass holds the run lock."""
-
-
 def _spread(key, upserted_at):
     """A number in [0, 1) fixed for one registration and one upsert: jitter that is stable across wake-ups."""
     digest = hashlib.sha256(("%s|%r" % (key, upserted_at)).encode("utf-8")).hexdigest()
@@ -261,8 +214,8 @@ class Keepalive:
         if entry.upserted_at is None:
             return 0.0
         ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
-        margin = ttl * self.settings.refresh_fraction * (1.0 + self.settings.jitter * _spread(entry.key,
-                                                                                            entry.upserted_at))
+        spread = _spread(entry.key, entry.upserted_at)
+        margin = ttl * self.settings.refresh_fraction * (1.0 + self.settings.jitter * spread)
         return max(entry.upserted_at + ttl - margin, entry.upserted_at + MIN_REFRESH_SECONDS)
 
     def retry_delay(self, entry):
@@ -341,12 +294,12 @@ class Keepalive:
                 run["skipped"] += 1
 
     def _refresh(self, key, force, lookahead):
-        # The upsert happens under the ledger lock: a module run that deletes or changes this registration
-        # meanwhile waits, so the keepalive never re-creates what was just removed or sends stale fields.
+        # Re-read under the ledger's lock and sent while holding it: what is sent is what the ledger holds now,
+        # and an entry that is gone (state=absent, purge) is never sent again.
         with self.ledger.update() as current:
             entry = current.get(key)
             if entry is None or not self.owns(entry):
-                LOG.info("%s is no longer in the ledger; not refreshed", key)
+                LOG.info("a registration left the ledger during the pass; not refreshed")
                 return "gone", None
             sent_at = self.clock()
             if not force and self.next_attempt_at(entry, lookahead) > sent_at:
@@ -365,8 +318,11 @@ class Keepalive:
             entry.time_to_live = ttl
             entry.last_error = None
             entry.last_attempt_at = sent_at
-            LOG.info("refreshed %s: ttl %g s%s", label, ttl,
-                     "" if left is None else (", %.1f s were left" % left if left > 0 else ", it had lapsed"))
+            if left is not None and left <= 0:
+                # Worth telling: the operator held no registration for this number for a while.
+                LOG.info("refreshed %s: ttl %g s; it had lapsed %.0f s before", label, ttl, -left)
+            else:
+                LOG.debug("refreshed %s: ttl %g s%s", label, ttl, "" if left is None else ", %.1f s were left" % left)
             return "refreshed", None
 
     def _mark_failed(self, key, message):
@@ -399,13 +355,14 @@ class Keepalive:
         summary = summarize(entries.values(), finished, self.settings.refresh_fraction, unmanaged)
         warnings = [unmanaged[key] for key in sorted(unmanaged)]
         if lookahead > 0:
+            # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
+            # between two passes is lost in between.
             short = sorted(set(e.time_to_live for e in entries.values() if self.owns(e) and e.time_to_live
-                               and e.time_to_live * self.settings.refresh_fraction <= lookahead))
+                               and e.time_to_live <= lookahead))
             if short:
-                warnings.append("the API returned a TTL of %g s; refreshing when %g s are left is later than the "
-                                "next scheduled run in %g s, so registrations may lapse between runs: use a "
-                                "shorter schedule_interval or the loop mode"
-                                % (short[0], short[0] * self.settings.refresh_fraction, lookahead))
+                warnings.append("the API returned a TTL of %g s, no longer than the %g s between scheduled runs "
+                                "(schedule_interval): registrations lapse between runs; schedule the keepalive "
+                                "more often or run it in loop mode" % (short[0], lookahead))
         previous = None
         try:
             previous = self.health.read()
@@ -441,7 +398,8 @@ class Keepalive:
             except (IOError, OSError) as exc:
                 run["outcome"] = "failed"
                 LOG.error("cannot write the metrics file %s: %s", self.settings.metrics_path, exc.strerror or exc)
-        LOG.log(logging.WARNING if run["outcome"] == "failed" else logging.INFO,
+        level = {"failed": logging.WARNING, "ok": logging.INFO}.get(run["outcome"], logging.DEBUG)
+        LOG.log(level,
                 "pass %s: %d due, %d refreshed, %d failed; %d registration(s), %d live, nearest expiry %s",
                 run["outcome"], run["due"], run["refreshed"], run["failed"], summary["registrations_total"],
                 summary["registrations_live"],
@@ -469,10 +427,10 @@ class Keepalive:
                  self.ledger.path)
         while not self.stop.is_set():
             try:
-                # Held only during a pass, so a manual --once run can go in between; it then finds nothing due.
-                with RunLock(self.settings.lock_path, self.settings.lock_timeout, self.stop):
+                # Held only during a pass, so module runs and a manual --once run can go in between.
+                with self.ledger.applying(exclusive=True, stop=self.stop):
                     self.run_pass(mode="loop")
-            except (RunLockBusy, LedgerError) as exc:
+            except LedgerError as exc:
                 LOG.error("%s", exc)
             self.stop.wait(self.seconds_to_next())
         LOG.info("keepalive stopped")
@@ -525,17 +483,17 @@ def build_parser():
 
 
 def main(argv=None):
-    """The command line; returns the exit status (0 ok, 1 a registration failed, 2 bad config, 75 busy)."""
+    """The command line; returns the exit status (0 ok, 1 a registration or the ledger failed, 2 bad config)."""
     args = build_parser().parse_args(argv)
     _setup_logging(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
     if args.force and not args.once:
         LOG.error("--force needs --once")
         return EXIT_CONFIG
-    for name, present, error in (("grpcio", HAS_GRPC, GRPC_IMPORT_ERROR), ("protobuf", HAS_PROTOBUF,
-                                                                          PROTOBUF_IMPORT_ERROR)):
+    libraries = (("grpcio", HAS_GRPC, GRPC_IMPORT_ERROR), ("protobuf", HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR))
+    for name, present, error in libraries:
         if not present:
             LOG.error("the Python library %s is missing (Debian: python3-%s): %s", name, name,
-                      (error or "").strip().splitlines()[-1:])
+                      "".join((error or "").strip().splitlines()[-1:]))
             return EXIT_CONFIG
     try:
         settings = load_config(args.config)
@@ -558,17 +516,15 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_signal)
     keepalive = Keepalive(settings, connection, stop=stop)
     try:
-        if args.splay > 0:
-            stop.wait(random.uniform(0, args.splay))
+        if args.splay > 0 and stop.wait(random.uniform(0, args.splay)):
+            return EXIT_OK
         if not args.once:
             keepalive.loop()
             return EXIT_OK
         try:
-            with RunLock(settings.lock_path, settings.lock_timeout, stop):
+            # Exclusive: no other pass, and no module run between its API calls and their ledger update.
+            with keepalive.ledger.applying(exclusive=True, stop=stop):
                 run = keepalive.run_pass(force=args.force, lookahead=settings.schedule_interval)
-        except RunLockBusy as exc:
-            LOG.error("%s", exc)
-            return EXIT_BUSY
         except LedgerError as exc:
             LOG.error("%s", exc)
             return EXIT_FAILED

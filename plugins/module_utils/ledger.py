@@ -15,7 +15,7 @@ import time
 
 from .errors import LedgerError
 from .registration import Registration
-from .statefile import StateFile
+from .statefile import StateFile, locked
 
 DEFAULT_LEDGER_PATH = "~/.local/state/wgtwo.sipbreakout/ledger.json"
 FORMAT = "wgtwo.sipbreakout/ledger"
@@ -102,6 +102,14 @@ class Ledger:
             entries = self._decode(body)
             yield entries
             body["registrations"] = dict((key, entry.to_json()) for key, entry in entries.items())
+
+    def applying(self, exclusive=False, stop=None):
+        """``with ledger.applying():`` around API calls and the ledger update that records them.
+
+        Module runs hold it shared, so they still overlap one another; a keepalive pass holds it exclusive, so it
+        never re-sends an entry whose change or deletion a module has sent but not yet recorded.
+        """
+        return locked(self.path + ".apply.lock", self._file.lock_timeout, shared=not exclusive, stop=stop)
 
     def _decode(self, body):
         try:

@@ -12,9 +12,10 @@ run on one channel with a bounded number in flight, and the ledger is updated on
 succeeded.
 """
 
+import threading
 import time
 from collections import namedtuple
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 from .connection import Connection
 from .errors import SipBreakoutError, ValidationError
@@ -68,6 +69,31 @@ class Step:
         return result
 
 
+class _Feed:
+    """Hands out steps in order to the workers of :meth:`RegistrationService.apply`; stops early on fail_fast."""
+
+    def __init__(self, steps, call, fail_fast):
+        self._steps = iter(steps)
+        self._call = call
+        self._fail_fast = fail_fast
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def _next(self):
+        with self._lock:
+            if self._stopped:
+                return None
+            return next(self._steps, None)
+
+    def run(self):
+        step = self._next()
+        while step is not None:
+            self._call(step)
+            if step.error is not None and self._fail_fast:
+                self._stopped = True
+            step = self._next()
+
+
 class RegistrationService:
     """Applies registrations through ``connection`` and records them in ``ledger``."""
 
@@ -108,25 +134,28 @@ class RegistrationService:
                      purge=True) for key, entry in doomed]
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
-        """Send every step's call, ``concurrency`` at a time; record the successes in the ledger, once."""
-        pending = list(reversed(steps))
-        running = {}
-        workers = max(1, min(int(concurrency), len(steps)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            while pending or running:
-                while pending and len(running) < workers and not (fail_fast and self._failed(steps)):
-                    step = pending.pop()
-                    running[pool.submit(self._call, step)] = step
-                if not running:
-                    break
-                for future in wait(list(running), return_when=FIRST_COMPLETED).done:
-                    running.pop(future)
-        self._record(steps)
-        return steps
+        """Send every step's call, ``concurrency`` at a time; record the successes in the ledger, once.
 
-    @staticmethod
-    def _failed(steps):
-        return any(step.error for step in steps)
+        Each of ``concurrency`` workers takes the next step in order until none is left, so at most that many calls
+        are in flight and the main thread does no bookkeeping per call. With ``fail_fast`` no step is started after
+        the first failure (calls already in flight finish). The ledger is updated even if a worker hits an
+        unexpected error, so nothing that was applied is forgotten; that error is raised afterwards.
+        """
+        feed = _Feed(steps, self._call, fail_fast)
+        workers = max(1, min(int(concurrency), len(steps)))
+        # Shared with other module runs; a keepalive pass waits until these calls are recorded.
+        with self.ledger.applying():
+            try:
+                if workers == 1:
+                    feed.run()
+                else:
+                    with ThreadPoolExecutor(max_workers=workers) as pool:
+                        running = [pool.submit(feed.run) for _worker in range(workers)]
+                    for future in running:
+                        future.result()
+            finally:
+                self._record(steps)
+        return steps
 
     def _call(self, step):
         reg = step.item.registration

@@ -20,6 +20,43 @@ import time
 from .errors import LedgerError
 
 
+@contextlib.contextmanager
+def locked(path, timeout, shared=False, error=LedgerError, stop=None):
+    """Hold an ``flock`` on ``path`` (created 0600 in a 0700 directory), shared or exclusive.
+
+    Waits up to ``timeout`` seconds, or until the event ``stop`` is set, then raises ``error``. The kernel drops
+    the lock when the holder exits or is killed, so a crash never leaves a stale lock behind.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, 0o700)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise error("cannot create %s: %s" % (directory, exc.strerror or exc))
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise error("cannot open %s: %s" % (path, exc.strerror or exc))
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise error("cannot lock %s: %s" % (path, exc.strerror or exc))
+            if stop is not None and stop.is_set():
+                raise error("stopped while waiting for the lock %s" % path)
+            if time.monotonic() >= end:
+                raise error("%s stayed locked by another process for %g s; is a run or keepalive stuck?"
+                            % (path, timeout))
+            time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
 class StateFile:
     """``path`` holds one JSON object with ``format`` and ``version`` keys that are checked on every read."""
 

@@ -18,7 +18,7 @@ description:
     V(expiring) - live and refreshed without error, but less than O(expiring_within) seconds are left, so the
     keepalive is late or not running. V(live) - none of these.
 author:
-  - wgtwo.sipbreakout maintainers
+  - Working Group Two SIP breakout maintainers (@wgtwo)
 extends_documentation_fragment:
   - wgtwo.sipbreakout.ledger
 attributes:

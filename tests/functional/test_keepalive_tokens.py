@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A refresh token that the token endpoint rotates on every use survives SIGKILL of the keepalive right after the
+endpoint answered, and no secret or token ever shows up in what the keepalive logs or reports."""
+
+import json
+import os
+import signal
+import subprocess
+
+from sipbreakout_emulator.testing import running_emulator
+
+from keepalive_support import CLIENT_ID, CLIENT_SECRET, KEEPALIVE, SIP_URI, Workdir, module_options, read_health, \
+    register, run_once, wait_for, write_config
+
+NUMBER = "+4799997001"
+
+
+def _refreshes(emu):
+    return [entry["outcome"] for entry in emu.calls()["recent_token_requests"]
+            if entry["grant_type"] == "refresh_token"]
+
+
+def _tokens_in_cache(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        body = json.load(handle)["body"]
+    return [value for entry in body.values() for key, value in entry.items()
+            if key in ("access_token", "refresh_token")]
+
+
+def test_rotated_refresh_token_survives_a_kill_and_nothing_secret_is_logged(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)], ttl=3600) as emu:
+        grant = emu.user_token(NUMBER, client_id=CLIENT_ID)
+        # The module applied it with the user's access token: a user-token registration, no number needed.
+        register(emu, work, [None], access_token=grant["access_token"], client_id=None, client_secret=None)
+        write_config(emu, work, refresh_token=grant["refresh_token"], timeout=8.0)
+        secrets_seen = {CLIENT_SECRET, grant["access_token"], grant["refresh_token"]}
+
+        for round_number in (1, 2):
+            # The token endpoint answers at once; the API call after it hangs for 2 s. Kill in between.
+            emu.faults(latency_ms=2000, revoke_tokens=True)
+            before = len(_refreshes(emu))
+            log_path = os.path.join(work.root, "killed-%d.log" % round_number)
+            with open(log_path, "w") as log:
+                process = subprocess.Popen(KEEPALIVE + ["--config", work.config, "--once", "--force"], stdout=log,
+                                           stderr=subprocess.STDOUT)
+            work.logs.append(log_path)
+            wait_for(lambda: len(_refreshes(emu)) > before, 10, interval=0.02, message="the token endpoint answered")
+            # Kill once the answer is in hand (the new refresh token reached the cache; no client can do better
+            # than to store it at once) and while the API call it is used for still hangs.
+            wait_for(lambda: set(_tokens_in_cache(work.tokens)) - secrets_seen, 5, interval=0.02,
+                     message="the rotated refresh token was stored")
+            assert process.poll() is None, "the pass ended before it could be killed"
+            process.send_signal(signal.SIGKILL)
+            process.wait(5)
+            assert _refreshes(emu)[-1] == "issued"
+            secrets_seen.update(_tokens_in_cache(work.tokens))
+
+            # The access token it got is revoked, so the next run has to trade the rotated refresh token. (The
+            # killed pass's call, still delayed in the emulator, then fails with that revoked token.)
+            emu.faults(latency_ms=0, revoke_tokens=True)
+            upserts = emu.registrations()[0]["upserts"]
+            status, log = run_once(work, "--force")
+            assert status == 0, log
+            assert _refreshes(emu)[-1] == "issued", emu.calls()["recent_token_requests"]
+            secrets_seen.update(_tokens_in_cache(work.tokens))
+            held = emu.registrations()
+            assert [(reg["phone_number"], reg["auth_kind"], reg["upserts"]) for reg in held] == [
+                (NUMBER, "user", upserts + 1)]
+
+        assert "invalid_grant" not in _refreshes(emu)
+
+        # The test can fail: a keepalive that had lost the rotated token (here: a fresh cache with the
+        # configured, long spent refresh token) is refused by the token endpoint.
+        lost = Workdir(tmp_path / "lost")
+        write_config(emu, lost, ledger_path=work.ledger, refresh_token=grant["refresh_token"])
+        status, log = run_once(lost, "--force")
+        assert status == 1
+        assert "invalid_grant" in read_health(lost)["failures"][0]["error"]
+
+        # No secret in any log, health file or metrics, while the config and token cache stay private.
+        reports = work.logs + lost.logs + [work.health, work.metrics, lost.health, lost.metrics]
+        for path in reports:
+            with open(path) as handle:
+                text = handle.read()
+            for secret in secrets_seen:
+                assert secret not in text, "a secret leaked into %s" % path
+        for path in (work.config, work.tokens, work.health):
+            assert os.stat(path).st_mode & 0o077 == 0, path
+        assert os.stat(work.metrics).st_mode & 0o777 == 0o644
+        assert len(secrets_seen) >= 7
+
+
+def test_a_config_that_others_can_read_is_refused(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)]) as emu:
+        register(emu, work, ["+4799997002"])
+        write_config(emu, work)
+        os.chmod(work.config, 0o644)
+        status, log = run_once(work)
+        assert status == 2
+        assert "readable by group or others" in log and CLIENT_SECRET not in log
+        assert module_options(emu, work)["ledger_path"] == work.ledger
+        assert SIP_URI in open(work.ledger).read()

@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The keepalive's config file, its schedule and one pass, with a fake API (the emulator tests are functional)."""
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import keepalive
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import CONNECTION_ARGSPEC
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.client import UpsertResult
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.connection import OPTIONS
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError, AuthError, \
+    NotAcceptableError, ValidationError
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
+
+ENDPOINT = "api.example:443"
+PRINCIPAL = "client:c1"
+
+
+def test_config_keys_and_types_follow_the_modules_shared_options():
+    assert set(OPTIONS) == set(CONNECTION_ARGSPEC)
+    for name, spec in CONNECTION_ARGSPEC.items():
+        kind = keepalive.CONNECTION_TYPES.get(name, "str")
+        assert spec["type"] == kind, name
+        assert (name in keepalive.SECRET_OPTIONS) == bool(spec.get("no_log")), name
+
+
+def _write(path, data, mode=0o600):
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(data if isinstance(data, str) else json.dumps(data))
+    os.chmod(str(path), mode)
+
+
+def test_config_defaults_and_checks(tmp_path):
+    path = tmp_path / "keepalive.json"
+    _write(path, {"client_id": "c1", "client_secret": "hidden-value", "metrics_path": "/m/k.prom"})
+    settings = keepalive.load_config(str(path))
+    assert settings.ledger_path == "/var/lib/wgtwo-sipbreakout/ledger.json"
+    assert settings.token_cache_path == "/var/lib/wgtwo-sipbreakout/tokens.json"
+    assert settings.refresh_fraction == pytest.approx(1 / 3.0)
+    assert settings.connection_options()["client_secret"] == "hidden-value"
+
+    os.chmod(str(path), 0o640)
+    with pytest.raises(ValidationError) as caught:
+        keepalive.load_config(str(path))
+    assert "chmod 600" in str(caught.value) and "hidden-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize("data, option", [
+    ({"ledger_pth": "/x"}, "ledger_pth"),
+    ({"refresh_fraction": 1.5}, "refresh_fraction"),
+    ({"refresh_fraction": 0.6, "jitter": 0.7}, "jitter"),
+    ({"retries": 1.5}, "retries"),
+    ({"timeout": "10"}, "timeout"),
+    ({"client_secret": 12345}, "client_secret"),
+    ({"metrics_per_registration": "yes"}, "metrics_per_registration"),
+    ({"refresh_token": "r", "token_cache_path": None}, "token_cache_path"),
+])
+def test_config_refuses_bad_values_naming_the_key(data, option):
+    with pytest.raises(ValidationError) as caught:
+        keepalive.parse_config(data, "cfg.json")
+    assert caught.value.option == option
+    assert "12345" not in str(caught.value)
+
+
+def test_invalid_json_is_reported_without_its_content(tmp_path):
+    path = tmp_path / "keepalive.json"
+    _write(path, '{"client_secret": "do-not-show" oops}')
+    with pytest.raises(ValidationError) as caught:
+        keepalive.load_config(str(path))
+    assert "do-not-show" not in str(caught.value) and "not valid JSON" in str(caught.value)
+
+
+class _Clock:
+    def __init__(self, now=10000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class _TokenSource:
+    def __init__(self, error=None):
+        self.error = error
+
+    def token(self, deadline):
+        if self.error:
+            raise self.error
+        return "token"
+
+
+class _Client:
+    def __init__(self, clock, errors=None, ttl=3600.0):
+        self.clock = clock
+        self.errors = errors or {}
+        self.ttl = ttl
+        self.calls = []
+
+    def upsert(self, registration):
+        self.calls.append(registration.phone_number)
+        error = self.errors.get(registration.phone_number)
+        if error:
+            raise error
+        self.clock.now += 0.5
+        return UpsertResult(time_to_live=self.ttl)
+
+
+class _Connection:
+    endpoint = ENDPOINT
+    principal = PRINCIPAL
+    timeout = 10.0
+
+    def __init__(self, client, token_source=None):
+        self.client = client
+        self.token_source = token_source or _TokenSource()
+
+
+def _setup(tmp_path, entries, errors=None, token_error=None, **config):
+    clock = _Clock()
+    settings = keepalive.parse_config(dict(dict(ledger_path=str(tmp_path / "ledger.json"),
+                                                health_path=str(tmp_path / "health.json"),
+                                                metrics_path=str(tmp_path / "k.prom")), **config))
+    ledger = Ledger(settings.ledger_path)
+    with ledger.update() as current:
+        for number, upserted_at, principal in entries:
+            reg = Registration.create(phone_number=number, sip_uri="sips:pbx.example.com", route_type="loop")
+            entry = LedgerEntry(ENDPOINT, principal, reg, upserted_at=upserted_at, time_to_live=3600.0,
+                                last_attempt_at=upserted_at)
+            current[entry.key] = entry
+    client = _Client(clock, errors)
+    runner = keepalive.Keepalive(settings, _Connection(client, _TokenSource(token_error)), clock=clock)
+    return runner, client, ledger, clock
+
+
+def test_schedule_refreshes_with_a_third_left_plus_stable_jitter(tmp_path):
+    runner, _client, ledger, _clock = _setup(tmp_path, [("+4799990001", 10000.0, PRINCIPAL)])
+    entry = list(ledger.read().values())[0]
+    at = runner.refresh_at(entry)
+    # A third of 3600 s left, up to a quarter of that earlier, the same on every call.
+    assert 10000.0 + 3600 - 1500 <= at <= 10000.0 + 2400
+    assert runner.refresh_at(entry) == at
+    assert runner.next_attempt_at(entry, lookahead=300) == at - 300
+    entry.last_error, entry.last_attempt_at = "boom", at + 5
+    assert at + 5 + 60 <= runner.next_attempt_at(entry) <= at + 5 + 75  # retry_interval, with jitter
+
+
+def test_a_pass_refreshes_only_what_is_due_and_reports(tmp_path):
+    runner, client, ledger, _clock = _setup(tmp_path, [
+        ("+4799990001", 10000.0 - 3000, PRINCIPAL),  # 600 s left: due
+        ("+4799990002", 10000.0 - 10, PRINCIPAL),  # just refreshed
+        ("+4799990003", 10000.0 - 3000, "client:other"),  # another principal: reported, never touched
+    ])
+    run = runner.run_pass()
+    assert client.calls == ["+4799990001"]
+    assert (run["outcome"], run["due"], run["refreshed"]) == ("ok", 1, 1)
+    entries = dict((e.registration.phone_number, e) for e in ledger.read().values())
+    assert entries["+4799990001"].upserted_at == 10000.0 and entries["+4799990001"].last_error is None
+    assert entries["+4799990003"].upserted_at == 7000.0
+    report = runner.health.read()
+    assert [f["phone_number"] for f in report["failures"]] == ["+4799990003"]
+    assert "client:other" in report["failures"][0]["error"]
+    assert "wgtwo_sipbreakout_registration_failures 1" in open(str(tmp_path / "k.prom")).read()
+
+
+def test_rejections_are_kept_and_an_outage_stops_the_pass(tmp_path):
+    errors = {"+4799990001": NotAcceptableError("Secure SIP domain name required", "+4799990001"),
+              "+4799990002": ApiError("UNAVAILABLE", "+4799990002", code="UNAVAILABLE", retryable=True)}
+    runner, client, ledger, _clock = _setup(tmp_path, [
+        ("+4799990001", 10000.0 - 3500, PRINCIPAL), ("+4799990002", 10000.0 - 3400, PRINCIPAL),
+        ("+4799990003", 10000.0 - 3300, PRINCIPAL)], errors=errors)
+    run = runner.run_pass()
+    assert client.calls == ["+4799990001", "+4799990002"]  # the third waits for the API to come back
+    assert (run["outcome"], run["failed"]) == ("failed", 3)
+    entries = dict((e.registration.phone_number, e) for e in ledger.read().values())
+    assert len(entries) == 3
+    assert "Secure SIP domain name required" in entries["+4799990001"].last_error
+    assert entries["+4799990003"].last_error.startswith("not attempted: ")
+    assert runner.run_pass()["due"] == 0  # each waits for its retry interval now
+
+
+def test_a_refused_token_fails_every_due_registration_without_calls(tmp_path):
+    runner, client, ledger, _clock = _setup(tmp_path, [("+4799990001", 10000.0 - 3500, PRINCIPAL)],
+                                            token_error=AuthError("the token endpoint refused client 'c1'"))
+    assert runner.run_pass()["outcome"] == "failed"
+    assert client.calls == []
+    assert "refused" in list(ledger.read().values())[0].last_error
+
+
+def test_force_refreshes_everything_and_the_loop_sleeps_until_the_next_is_due(tmp_path):
+    runner, client, _ledger, clock = _setup(tmp_path, [("+4799990001", 10000.0 - 10, PRINCIPAL)])
+    assert runner.run_pass(force=True)["refreshed"] == 1 and client.calls == ["+4799990001"]
+    assert runner.seconds_to_next() == runner.settings.max_sleep  # next due in over 2000 s
+    clock.now += 5000
+    assert runner.seconds_to_next() == keepalive.MIN_SLEEP
