@@ -182,7 +182,7 @@ class _Plan(object):
             return None
 
 
-def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix):
+def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix, require_sip_uri):
     result = []
     seen = {}
     if not isinstance(entries, list):
@@ -220,8 +220,8 @@ def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix):
             uri = plan.sip_uri(where + ".sip_uri", entry["sip_uri"])
         else:
             uri = sip_uri
-            if uri is None:
-                plan.problem(where + ".sip_uri", "is not set and sipbreakout_sip_uri gives no valid default")
+            if uri is None and require_sip_uri:
+                plan.problem(where + ".sip_uri", "is not set, and sipbreakout_sip_uri is empty")
         prefixes = {}
         for key, default in (("mobile_originating_prefix", mo_prefix), ("mobile_terminating_prefix", mt_prefix)):
             value = entry.get(key)
@@ -351,14 +351,15 @@ def pbx_plan(variables):
 
     if "sipbreakout_registrations" in variables:
         result["registrations"] = _registrations(plan, variables["sipbreakout_registrations"], result["sip_uri"],
-                                                 mo_prefix, mt_prefix)
+                                                 mo_prefix, mt_prefix,
+                                                 variables.get("sipbreakout_sip_uri", "x") in (None, ""))
     present = [entry for entry in result["registrations"] if entry["state"] == "present"]
     for entry in present:
         if entry["phone_number"] not in result["present_numbers"]:
             result["present_numbers"].append(entry["phone_number"])
 
     hosts = [sip_uri_host(result["sip_uri"])] if result["sip_uri"] else []
-    hosts.extend(sip_uri_host(entry["sip_uri"]) for entry in present)
+    hosts.extend(sip_uri_host(entry["sip_uri"]) for entry in present if entry["sip_uri"])
     result["sip_uri_hosts"] = [host for index, host in enumerate(hosts) if host not in hosts[:index]]
 
     mo_sources = [(mo_prefix, "sipbreakout_mobile_originating_prefix")] if mo_prefix else []

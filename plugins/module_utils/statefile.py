@@ -98,38 +98,10 @@ class StateFile:
 
         Nothing is written when the block raises.
         """
-        self._ensure_dir()
-        lock_path = self.path + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            self._lock(fd, lock_path)
+        with locked(self.path + ".lock", self.lock_timeout, error=self._error):
             body = self.read()
             yield body
             self._write(body)
-        finally:
-            os.close(fd)  # closing the descriptor releases the flock
-
-    def _ensure_dir(self):
-        directory = os.path.dirname(self.path)
-        try:
-            os.makedirs(directory, 0o700)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise self._error("cannot create %s: %s" % (directory, exc.strerror or exc))
-
-    def _lock(self, fd, lock_path):
-        end = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise self._error("cannot lock %s: %s" % (lock_path, exc.strerror or exc))
-            if time.monotonic() >= end:
-                raise self._error("%s stayed locked by another process for %d s; is a run or keepalive stuck?"
-                                  % (lock_path, self.lock_timeout))
-            time.sleep(0.05)
 
     def _write(self, body):
         data = {"format": self.format, "version": self.version, "body": body}
