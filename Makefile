@@ -233,14 +233,14 @@ dist: venv
 
 .PHONY: awx
 awx: venv dist dev-link
-	@$(call banner,awx: credential type, ansible-runner jobs against the emulator, job slicing)
+	@$(call banner,awx: credential type and ansible-runner jobs against the emulator (sliced too))
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" SIPBREAKOUT_TARBALL="$(TARBALL)" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx --ignore=tests/awx/test_execution_environment.py
 
 .PHONY: release-check
 release-check: venv dist
-	@$(call banner,release-check: the installed tarball: ansible-doc, integration tests)
+	@$(call banner,release-check: the installed tarball: ansible-doc and integration tests)
 	PATH="$(BIN):$$PATH" PYTHON="$(BIN)/python" ANSIBLE_TEST_PYTHON=$(ANSIBLE_TEST_PYTHON) \
 		"$(ROOT)/hack/release-check.sh" "$(TARBALL)" "$(BUILD)"
 

@@ -3,13 +3,28 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one Ansible-aware util: the shared argument spec and an AnsibleModule that turns errors into failures."""
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.parameters import AnsibleFallbackNotFound
 
 from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR
 from .client import DEFAULT_ENDPOINT, GRPC_IMPORT_ERROR, HAS_GRPC
 from .errors import SipBreakoutError, ValidationError
 from .ledger import DEFAULT_LEDGER_PATH
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
+
+def env_fallback(*names):
+    """Ansible's env_fallback, except that an empty variable counts as unset.
+
+    AWX injects every variable of a credential type into a job, with an empty string for inputs left empty; those
+    must not count as given (an empty WGTWO_ACCESS_TOKEN beside WGTWO_REFRESH_TOKEN is not a conflict).
+    """
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
+
 
 # Documented in plugins/doc_fragments/connection.py; the keys are connection.OPTIONS.
 CONNECTION_ARGSPEC = dict(

@@ -42,6 +42,7 @@ class Step:
         self.purge = purge
         self.outcome = self._predict()
         self.error = None
+        self.sent = False  # answered without error; a step fail_fast never started is neither sent nor failed
         self.time_to_live = None
         self.upserted_at = None
 
@@ -167,9 +168,11 @@ class RegistrationService:
                 self.connection.client.delete(reg)
         except SipBreakoutError as exc:
             step.error = exc
+        else:
+            step.sent = True
 
     def _record(self, steps):
-        applied = [step for step in steps if step.error is None and (step.upserted_at or step.item.state == "absent")]
+        applied = [step for step in steps if step.sent]
         failed = [step for step in steps if step.error is not None]
         if not applied and not failed:
             return
@@ -300,4 +303,4 @@ def _bulk_result(result, steps, check_mode):
 
 def _not_sent(steps):
     """Steps never attempted (fail_fast stopped before them)."""
-    return sum(1 for step in steps if step.error is None and step.upserted_at is None and step.item.state == "present")
+    return sum(1 for step in steps if step.error is None and not step.sent)

@@ -1,0 +1,232 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An AWX job of playbooks/register.yml, as ansible-runner runs it: a private data directory with the credential
+type's env and extra_vars injected, an inventory script, the project's playbook and the collection installed as a
+project requirement; then job slicing. The emulator is the judge of what was registered."""
+
+import copy
+import json
+import os
+import stat
+import threading
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import normalize_phone_number
+
+import awx_job
+from conftest import CLIENT_ID, CLIENT_SECRET, clean_env, pem, tool
+
+
+def _expected(inventory, hosts):
+    """(number, sip_uri, route type, MO prefix, MT prefix) the operator must hold for ``hosts``."""
+    group_vars = inventory.get("pbx", {}).get("vars", {})
+    wanted = set()
+    for host in hosts:
+        hostvars = dict(group_vars, **inventory["_meta"]["hostvars"][host])
+        for item in hostvars["sipbreakout_registrations"]:
+            if item.get("state", "present") == "present":
+                wanted.add((normalize_phone_number(item["phone_number"]), hostvars["sipbreakout_sip_uri"],
+                            "ROUTE_TYPE_" + item["route_type"].upper(),
+                            hostvars["sipbreakout_mobile_originating_prefix"],
+                            hostvars["sipbreakout_mobile_terminating_prefix"]))
+    return wanted
+
+
+def _held(emulator):
+    return set((r["phone_number"], r["sip_uri"], r["route_type"], r["mobile_originating_prefix"],
+                r["mobile_terminating_prefix"]) for r in emulator.registrations())
+
+
+def _pbx_hosts(inventory):
+    return sorted(inventory["pbx"]["hosts"])
+
+
+class Job:
+    """One AWX job: its own private data directory and its own HOME, as a fresh job container has."""
+
+    def __init__(self, root, installed, credential_type, inventory, hosts, inputs, home=None, env_injection=True):
+        self.root = str(root)
+        self.home = home or os.path.join(self.root, "container-home")
+        os.makedirs(self.home, exist_ok=True)
+        playbook = installed / "ansible_collections" / "wgtwo" / "sipbreakout" / "playbooks" / "register.yml"
+        job_env = {
+            # What AWX itself puts into a job's environment (besides the credentials).
+            "HOME": self.home,
+            "ANSIBLE_COLLECTIONS_PATH": str(installed),
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+            "ANSIBLE_NOCOLOR": "true",
+            "ANSIBLE_HOST_KEY_CHECKING": "false",
+            "ANSIBLE_RETRY_FILES_ENABLED": "false",
+            "ANSIBLE_LOCAL_TEMP": os.path.join(self.root, "tmp"),
+            "PATH": clean_env()["PATH"],
+        }
+        if not env_injection:
+            # What a module on a remote host sees of the credential: its extra vars only.
+            credential_type = dict(credential_type, injectors=dict(credential_type["injectors"], env={}))
+        self.private_data_dir, self.injected = awx_job.private_data_dir(
+            os.path.join(self.root, "private"), credential_type, inputs, inventory, hosts,
+            playbook.read_text(), job_env)
+        self.rc = None
+        self.output = None
+        self.artifacts = None
+
+    def run(self, ident="1"):
+        self.rc, self.output, self.artifacts = awx_job.run(
+            self.private_data_dir, ident, tool("ansible-runner"), clean_env())
+        return self
+
+    def recap(self):
+        return awx_job.recap(self.artifacts)
+
+    def ledgers(self):
+        """{PBX host: numbers} of the ledgers in this job's HOME (playbooks/register.yml keeps one per host)."""
+        directory = os.path.join(self.home, ".local", "state", "wgtwo.sipbreakout")
+        found = {}
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".json"):
+                with open(os.path.join(directory, name), "r", encoding="utf-8") as handle:
+                    body = json.load(handle)["body"]
+                found[name[:-len(".json")]] = sorted(entry["registration"]["phone_number"]
+                                                     for entry in body["registrations"].values())
+        return found
+
+    def issued_tokens(self):
+        path = os.path.join(self.home, ".cache", "wgtwo.sipbreakout", "tokens.json")
+        with open(path, "r", encoding="utf-8") as handle:
+            body = json.load(handle)["body"]
+        return set(entry["access_token"] for entry in body.values())
+
+
+def _inputs(emulator):
+    return {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "api_endpoint": emulator.grpc_endpoint,
+            "token_url": emulator.token_url, "ca_certificate": pem(emulator.ca_path)}
+
+
+def _files_under(root):
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                yield path
+
+
+def _holding(root, secrets):
+    found = []
+    for path in _files_under(root):
+        with open(path, "rb") as handle:
+            content = handle.read()
+        if any(secret.encode("utf-8") in content for secret in secrets):
+            found.append(path)
+    return sorted(found)
+
+
+def test_awx_job_registers_the_inventory_and_leaks_nothing(tmp_path, installed, credential_type, sample_inventory,
+                                                           emulator):
+    hosts = _pbx_hosts(sample_inventory)
+    job = Job(tmp_path / "job1", installed, credential_type, sample_inventory, hosts, _inputs(emulator)).run()
+    assert job.rc == 0, job.output[-3000:]
+    recap = job.recap()
+    assert not recap.get("failures") and not recap.get("dark"), recap
+    assert sorted(recap["changed"]) == hosts
+
+    wanted = _expected(sample_inventory, hosts)
+    assert len(wanted) == 5
+    assert _held(emulator) == wanted
+    assert set(r["client_id"] for r in emulator.registrations()) == {CLIENT_ID}
+
+    # The secrets: the credential's client secret and every token the job obtained.
+    tokens = job.issued_tokens()
+    assert tokens
+    secrets = {CLIENT_SECRET} | tokens
+    for secret in secrets:
+        assert secret not in job.output
+    # ansible-runner records the command and its whole environment in artifacts/ID/command (0600): an input
+    # record like env/. Job events, stdout and everything else must hold no secret.
+    command = os.path.join(job.artifacts, "command")
+    assert _holding(job.artifacts, secrets) == [command]
+    assert stat.S_IMODE(os.stat(command).st_mode) & 0o077 == 0
+    assert len(awx_job.events(job.artifacts)) > 10
+    # In the private data directory, only those inputs hold a secret: env/envvars, the extra vars file of the
+    # credential and runner's record of them, each readable by its owner only.
+    private = _holding(job.private_data_dir, secrets)
+    assert private == sorted([os.path.join(job.private_data_dir, "env", "envvars"), job.injected.extra_vars_file,
+                              command])
+    for path in private:
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, path
+    # In the job container's HOME, only the 0600 token cache holds a token; the ledger holds none.
+    for path in _holding(job.home, secrets):
+        assert path.endswith("tokens.json") and stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+    # A second job in the same container (same HOME, so the same ledgers) changes nothing ...
+    again = Job(tmp_path / "job2", installed, credential_type, sample_inventory, hosts, _inputs(emulator),
+                home=job.home).run()
+    assert again.rc == 0, again.output[-3000:]
+    assert not again.recap().get("changed"), again.recap()
+    # ... but AWX starts every job in a fresh container: its ledgers are empty, so every number is reported as
+    # changed although the operator already held it (docs/awx.md says why and what to do).
+    fresh = Job(tmp_path / "job3", installed, credential_type, sample_inventory, hosts, _inputs(emulator)).run()
+    assert fresh.rc == 0, fresh.output[-3000:]
+    assert sorted(fresh.recap()["changed"]) == hosts
+    assert _held(emulator) == wanted
+    assert set(r["upserts"] for r in emulator.registrations()) == {3}
+
+
+def test_the_extra_vars_alone_carry_the_credential(tmp_path, installed, credential_type, sample_inventory,
+                                                   emulator):
+    hosts = _pbx_hosts(sample_inventory)
+    job = Job(tmp_path / "job", installed, credential_type, sample_inventory, hosts, _inputs(emulator),
+              env_injection=False).run()
+    assert job.rc == 0, job.output[-3000:]
+    with open(os.path.join(job.private_data_dir, "env", "envvars"), "r", encoding="utf-8") as handle:
+        assert "WGTWO_" not in handle.read()
+    assert _held(emulator) == _expected(sample_inventory, hosts)
+
+
+def test_purge_needs_the_ledger_of_an_earlier_job(tmp_path, installed, credential_type, sample_inventory, emulator):
+    hosts = _pbx_hosts(sample_inventory)
+    # Enough numbers on the first PBX that dropping one stays within the module's max_purge (20 %).
+    bigger = copy.deepcopy(sample_inventory)
+    numbers = bigger["_meta"]["hostvars"][hosts[0]]["sipbreakout_registrations"]
+    numbers.extend({"phone_number": "+479999001%d" % index, "route_type": "loop"} for index in range(3))
+    first = Job(tmp_path / "first", installed, credential_type, bigger, hosts, _inputs(emulator)).run()
+    assert first.rc == 0, first.output[-3000:]
+    assert _held(emulator) == _expected(bigger, hosts)
+    # The inventory drops a number of the first PBX.
+    smaller = copy.deepcopy(bigger)
+    dropped = smaller["_meta"]["hostvars"][hosts[0]]["sipbreakout_registrations"].pop()
+    dropped_number = normalize_phone_number(dropped["phone_number"])
+
+    # A fresh container has no ledger, so purge knows of nothing to delete: the number stays until it lapses.
+    fresh = Job(tmp_path / "fresh", installed, credential_type, smaller, hosts, _inputs(emulator)).run()
+    assert fresh.rc == 0, fresh.output[-3000:]
+    assert dropped_number in set(number for number, *_rest in _held(emulator))
+    # With the first job's ledgers (a persistent HOME), purge deletes it.
+    kept = Job(tmp_path / "kept", installed, credential_type, smaller, hosts, _inputs(emulator),
+               home=first.home).run()
+    assert kept.rc == 0, kept.output[-3000:]
+    assert _held(emulator) == _expected(smaller, hosts)
+    assert dropped_number not in set(number for number, *_rest in _held(emulator))
+
+
+def test_job_slices_share_nothing(tmp_path, installed, credential_type, sample_inventory, emulator):
+    hosts = _pbx_hosts(sample_inventory)
+    assert len(hosts) == 2
+    # AWX slices an inventory round-robin; each slice is a job of its own, started at the same time.
+    slices = [hosts[index::2] for index in range(2)]
+    jobs = [Job(tmp_path / ("slice%d" % number), installed, credential_type, sample_inventory, part,
+                _inputs(emulator)) for number, part in enumerate(slices, 1)]
+    threads = [threading.Thread(target=job.run) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+
+    for job, part in zip(jobs, slices):
+        assert job.rc == 0, job.output[-3000:]
+        recap = job.recap()
+        assert sorted(recap["changed"]) == part, recap
+        assert not recap.get("failures"), recap
+        # Each slice recorded its own hosts' numbers in its own ledgers, and nothing else.
+        assert job.ledgers() == dict((host, sorted(number for number, *_rest in _expected(sample_inventory, [host])))
+                                     for host in part)
+    assert _held(emulator) == _expected(sample_inventory, hosts)

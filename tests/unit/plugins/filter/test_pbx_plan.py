@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pbx role's inventory check: every problem is named by its variable, valid input comes back normalised."""
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.wgtwo.sipbreakout.plugins.filter.pbx_plan import FilterModule, pbx_plan
+
+GOOD = {
+    "sipbreakout_sip_uri": "SIPS:pbx1.example.net:5061",
+    "sipbreakout_mobile_originating_prefix": "11",
+    "sipbreakout_mobile_terminating_prefix": 22,
+    "sipbreakout_registrations": [
+        {"phone_number": "+47 9999-0000", "route_type": "loop"},
+        {"phone_number": "+4799990001", "route_type": "fallback", "sip_uri": "sips:edge.example.net"},
+        {"phone_number": "+4799990002", "state": "absent"},
+        {"phone_number": "+4799990003", "route_type": "loop_mt", "mobile_terminating_prefix": "33"},
+    ],
+    "sipbreakout_core_sources": ["54.72.237.8/32", "52.209.193.98", "2001:db8::/32"],
+    "sipbreakout_backends": ["sip:10.0.0.5:5060", "sip:pbx.internal;transport=TCP", "sips:[2001:db8::5]:5061"],
+    "sipbreakout_core_uri": "sips:sbc.example.net:5061",
+}
+
+
+def with_changes(**changes):
+    variables = dict(GOOD)
+    variables.update(changes)
+    return variables
+
+
+def test_the_filter_is_registered():
+    assert FilterModule().filters()["pbx_plan"] is pbx_plan
+
+
+def test_good_variables_come_back_normalised():
+    plan = pbx_plan(GOOD)
+    assert plan["problems"] == []
+    assert plan["sip_uri"] == "sips:pbx1.example.net:5061"
+    assert [entry["phone_number"] for entry in plan["registrations"]] == [
+        "+4799990000", "+4799990001", "+4799990002", "+4799990003"]
+    first = plan["registrations"][0]
+    assert first == dict(index=0, phone_number="+4799990000", sip_uri="sips:pbx1.example.net:5061",
+                         route_type="loop", state="present", mobile_originating_prefix="11",
+                         mobile_terminating_prefix="22")
+    assert plan["registrations"][2]["route_type"] is None
+    assert plan["present_numbers"] == ["+4799990000", "+4799990001", "+4799990003"]
+    assert plan["sip_uri_hosts"] == ["pbx1.example.net", "edge.example.net"]
+    assert plan["mobile_originating_prefixes"] == ["11"]
+    assert plan["mobile_terminating_prefixes"] == ["22", "33"]
+    assert plan["prefixes"] == [dict(prefix="11", direction="mo"), dict(prefix="22", direction="mt"),
+                                dict(prefix="33", direction="mt")]
+    assert [source["cidr"] for source in plan["core_sources"]] == [
+        "54.72.237.8/32", "52.209.193.98/32", "2001:db8::/32"]
+    assert plan["core_sources"][0] == dict(network="54.72.237.8", prefix_length=32, cidr="54.72.237.8/32")
+    assert plan["backends"] == [
+        dict(uri="sip:10.0.0.5:5060", host="10.0.0.5", port=5060, transport="udp"),
+        dict(uri="sip:pbx.internal;transport=TCP", host="pbx.internal", port=None, transport="tcp"),
+        dict(uri="sips:[2001:db8::5]:5061", host="[2001:db8::5]", port=5061, transport="tls"),
+    ]
+    assert (plan["core_uri"], plan["core_host"], plan["core_port"]) == (
+        "sips:sbc.example.net:5061", "sbc.example.net", 5061)
+
+
+def test_longest_prefix_first():
+    plan = pbx_plan(with_changes(sipbreakout_registrations=[
+        {"phone_number": "+4799990000", "route_type": "loop", "mobile_originating_prefix": "1234"}]))
+    assert plan["problems"] == []
+    assert [entry["prefix"] for entry in plan["prefixes"]] == ["1234", "11", "22"]
+
+
+def test_core_uri_without_port():
+    plan = pbx_plan({"sipbreakout_core_uri": "sips:sbc.example.net"})
+    assert (plan["core_host"], plan["core_port"], plan["problems"]) == ("sbc.example.net", None, [])
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(sipbreakout_sip_uri="sip:pbx1.example.net"),
+     "sipbreakout_sip_uri: 'sip:pbx1.example.net' is not secure SIP"),
+    (dict(sipbreakout_sip_uri=""), "sipbreakout_sip_uri: is required"),
+    (dict(sipbreakout_mobile_originating_prefix="1a"),
+     "sipbreakout_mobile_originating_prefix: '1a' is not a prefix"),
+    (dict(sipbreakout_mobile_terminating_prefix=""),
+     "sipbreakout_mobile_terminating_prefix: is required: the SIP edge tells MO from MT calls by this prefix"),
+    (dict(sipbreakout_mobile_terminating_prefix="11"),
+     "sipbreakout_mobile_originating_prefix: MO prefix '11' equals the MT prefix of "
+     "sipbreakout_mobile_terminating_prefix"),
+    (dict(sipbreakout_mobile_terminating_prefix="112"),
+     "sipbreakout_mobile_originating_prefix: MO prefix '11' and the MT prefix '112' of "
+     "sipbreakout_mobile_terminating_prefix start alike"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+47abc", "route_type": "loop"}]),
+     "sipbreakout_registrations[0].phone_number: '+47abc' is not an E.164 number"),
+    (dict(sipbreakout_registrations=[{"phone_number": "4799990000", "route_type": "loop"}]),
+     "sipbreakout_registrations[0].phone_number: '4799990000' has no leading '+'"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000"}]),
+     "sipbreakout_registrations[0].route_type: is required with state=present"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loopy"}]),
+     "sipbreakout_registrations[0].route_type: 'loopy' is not a route type"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loop", "state": "gone"}]),
+     "sipbreakout_registrations[0].state: 'gone' is not a state"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loop", "sip_uri": "sip:x"}]),
+     "sipbreakout_registrations[0].sip_uri: 'sip:x' is not secure SIP"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loop", "colour": "red"}]),
+     "sipbreakout_registrations[0]: unknown key(s) colour"),
+    (dict(sipbreakout_registrations=["+4799990000"]),
+     "sipbreakout_registrations[0]: must be a dictionary"),
+    (dict(sipbreakout_registrations={"phone_number": "+4799990000"}),
+     "sipbreakout_registrations: must be a list"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loop"},
+                                     {"phone_number": "+47 9999 0000", "route_type": "fork"}]),
+     "sipbreakout_registrations[1]: +4799990000 with sip_uri sips:pbx1.example.net:5061 is already "
+     "sipbreakout_registrations[0]"),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loop",
+                                      "mobile_terminating_prefix": "11"}]),
+     "sipbreakout_mobile_originating_prefix: MO prefix '11' equals the MT prefix of "
+     "sipbreakout_registrations[0].mobile_terminating_prefix"),
+    (dict(sipbreakout_core_sources=[]), "sipbreakout_core_sources: must be a non-empty list"),
+    (dict(sipbreakout_core_sources=["10.0.0.1/24"]),
+     "sipbreakout_core_sources[0]: '10.0.0.1/24' has host bits set; the network is 10.0.0.0/24"),
+    (dict(sipbreakout_core_sources=["sbc.example.net"]),
+     "sipbreakout_core_sources[0]: 'sbc.example.net' is not an IP address or network"),
+    (dict(sipbreakout_backends=[]), "sipbreakout_backends: must be a non-empty list"),
+    (dict(sipbreakout_backends=["10.0.0.5:5060"]),
+     "sipbreakout_backends[0]: '10.0.0.5:5060' is not a SIP URI"),
+    (dict(sipbreakout_backends=["sip:10.0.0.5;transport=sctp"]),
+     "sipbreakout_backends[0]: 'sip:10.0.0.5;transport=sctp' has transport 'sctp'"),
+    (dict(sipbreakout_backends=["sip:10.0.0.5:70000"]),
+     "sipbreakout_backends[0]: 'sip:10.0.0.5:70000' has port 70000"),
+    (dict(sipbreakout_backends=["sip:300.1.1.1"]),
+     "sipbreakout_backends[0]: 'sip:300.1.1.1' is not a SIP URI"),
+    (dict(sipbreakout_core_uri="sip:sbc.example.net"),
+     "sipbreakout_core_uri: 'sip:sbc.example.net' is not secure SIP"),
+])
+def test_problems_name_the_variable(changes, message):
+    problems = pbx_plan(with_changes(**changes))["problems"]
+    assert any(problem.startswith(message) for problem in problems), problems
+
+
+def test_every_problem_is_reported_at_once():
+    problems = pbx_plan(with_changes(sipbreakout_sip_uri="sip:x", sipbreakout_core_uri="sip:y",
+                                     sipbreakout_backends=["nonsense"]))["problems"]
+    assert [problem.split(":")[0] for problem in problems] == [
+        "sipbreakout_sip_uri", "sipbreakout_backends[0]", "sipbreakout_core_uri"]
+
+
+def test_only_the_keys_given_are_checked():
+    plan = pbx_plan({"sipbreakout_registrations": [
+        {"phone_number": "+47 9999 0000", "route_type": "loop"},
+        {"phone_number": "+4799990001", "route_type": "loop", "state": "absent"}]})
+    assert plan["problems"] == []
+    assert plan["present_numbers"] == ["+4799990000"]
+    assert plan["sip_uri_hosts"] == []
+
+
+def test_not_a_dictionary():
+    with pytest.raises(AnsibleFilterError, match="expects a dictionary"):
+        pbx_plan(["sipbreakout_sip_uri"])
