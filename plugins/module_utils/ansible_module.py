@@ -14,6 +14,7 @@ from .errors import SipBreakoutError, ValidationError
 from .ledger import DEFAULT_LEDGER_PATH
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
+
 def env_fallback(*names):
     """Ansible's env_fallback, except that an empty variable counts as unset.
 
