@@ -143,16 +143,25 @@ class _EndpointTokenSource(TokenSource):
         self._lock = threading.Lock()
         self._current = None
         self._key = None
+        self._failure = None  # (AuthError, monotonic time until which it is repeated without a new request)
 
     def token(self, deadline):
         with self._lock:
             if self._current and self._usable(self._current):
                 return self._current["access_token"]
+            if self._failure and time.monotonic() < self._failure[1]:
+                # The endpoint just failed after all its retries: for as long as that attempt was allowed to take,
+                # the other items of a bulk run fail at once instead of each waiting out the same retries in turn.
+                raise self._failure[0]
             cached = self._cache.get(self._key) if self._cache else None
             if cached and self._usable(cached):
                 self._current = cached
             else:
-                self._current = self._obtain(deadline, cached)
+                try:
+                    self._current = self._obtain(deadline, cached)
+                except AuthError as exc:
+                    self._failure = (exc, time.monotonic() + deadline.seconds)
+                    raise
             if self._on_token:
                 self._on_token(self._current["access_token"])
             return self._current["access_token"]
