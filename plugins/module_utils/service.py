@@ -277,8 +277,9 @@ def _single_result(result, step, service, check_mode):
     if step.error:
         raise step.error
     reg = step.item.registration
+    outcome = step.result()
     result.update(state=step.item.state, registration=reg.as_dict(),
-                  time_to_live=step.result()["time_to_live"], expires_at=step.result()["expires_at"],
+                  time_to_live=outcome["time_to_live"], expires_at=outcome["expires_at"],
                   status=None if check_mode else "STATUS_CODE_OK",
                   warnings=service.other_registrations(reg, step.key))
     return result
@@ -294,13 +295,8 @@ def _bulk_result(result, steps, check_mode):
         failures = [item for item in results if item["result"] == FAILED]
         result["failed"] = True
         result["msg"] = "%d of %d registration(s) failed; the %d that succeeded are recorded in the ledger. " \
-                        "First failure: %s" % (len(failures), len(results),
-                                               len(results) - len(failures) - _not_sent(steps), failures[0]["error"])
+                        "First failure: %s" % (len(failures), len(results), sum(1 for step in steps if step.sent),
+                                               failures[0]["error"])
     elif check_mode:
         result["msg"] = "check mode: nothing was sent"
     return result
-
-
-def _not_sent(steps):
-    """Steps never attempted (fail_fast stopped before them)."""
-    return sum(1 for step in steps if step.error is None and not step.sent)
