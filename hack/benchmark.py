@@ -19,6 +19,9 @@ bulk re-run
     against an emptied emulator (the same server state as the first run) and the raw client against the full one.
 bulk in ansible-playbook
     the same task in a one-task play, as a user runs it.
+keepalive pass
+    ``wgtwo-sipbreakout-keepalive --once --force`` over the ledger the bulk task wrote: every registration
+    refreshed in one pass, as its own process.
 sequential
     the bulk task with ``concurrency: 1``, on samples, scaled to the size (with latency only).
 per-item loop
@@ -41,6 +44,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration"
+KEEPALIVE = "ansible_collections.wgtwo.sipbreakout.plugins.module_utils.keepalive"
 CLIENT_ID = "benchmark-client"
 SIP_URI = "sips:pbx.example.com:5061"
 TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0}
@@ -200,6 +204,9 @@ class Bench:
     def held(self):
         return len(self.emu.registrations())
 
+    def upserts(self):
+        return self.emu.calls(limit=0)["by_method"].get("UpsertRegistration", {}).get("total", 0)
+
     # ------------------------------------------------------------------ the measured runs
 
     def raw(self, count):
@@ -260,6 +267,23 @@ class Bench:
             raise BenchmarkError("%s: ansible-playbook failed:\n%s" % (name, (result.stdout + result.stderr)[-3000:]))
         if self.held() != len(regs):
             raise BenchmarkError("%s: emulator holds %d, not %d" % (name, self.held(), len(regs)))
+        return result
+
+
+    def keepalive(self, count, ledger_path):
+        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed at the emulator."""
+        work = self.run_dir("keepalive-%d" % count)
+        config = os.path.join(work, "keepalive.json")
+        write_private(config, dict(self.connection(ledger_path), health_path=os.path.join(work, "health.json"),
+                                   concurrency=self.options.concurrency))
+        before = self.upserts()
+        program = "import sys; from %s import main; sys.exit(main())" % KEEPALIVE
+        result = self.launcher.measure([self.python, "-c", program, "--config", config, "--once", "--force", "-q"],
+                                       self.env, work)
+        sent = self.upserts() - before
+        if result.returncode != 0 or sent != count or self.held() != count:
+            raise BenchmarkError("keepalive pass of %d: exit %d, %d upserts, emulator holds %d: %s" % (
+                count, result.returncode, sent, self.held(), result.stderr[-2000:]))
         return result
 
 
@@ -328,6 +352,9 @@ def measure_size(bench, count, latency_ms, loop, sequential, largest):
     bulk = bench.bulk(count, ledger)
     rows["bulk"] = row("bulk task (module), concurrency %d" % opts.concurrency, count, bulk["result"].wall,
                        bulk["result"], note="whole module process")
+    passed = bench.keepalive(count, ledger)
+    rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
+                            note="every registration refreshed, concurrency %d" % opts.concurrency)
     if latency_ms:
         bench.fresh(latency_ms)
         high = bench.bulk(count, ledger + ".high", concurrency=opts.high_concurrency)
@@ -429,8 +456,9 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated numbers of registrations")
     parser.add_argument("--latency-ms", type=int, default=30, help="latency the emulator adds to every call")
-    parser.add_argument("--concurrency", type=int, default=32, help="the bulk task's concurrency (module default)")
-    parser.add_argument("--high-concurrency", type=int, default=128, help="a second bulk row with latency")
+    parser.add_argument("--concurrency", type=int, default=128,
+                        help="the bulk task's and the keepalive's concurrency (their default)")
+    parser.add_argument("--high-concurrency", type=int, default=256, help="a second bulk row with latency")
     parser.add_argument("--raw-in-flight", type=int, default=128, help="calls in flight of the raw client")
     parser.add_argument("--loop-sample", type=int, default=30, help="items of the per-item loop sample")
     parser.add_argument("--sequential-sample", type=int, default=200, help="items of the sequential sample")

@@ -92,8 +92,8 @@ class TokenSource:
         """The access token to send now, or None to send no ``authorization`` metadata."""
         raise NotImplementedError
 
-    def invalidate(self):
-        """Forget the current token after UNAUTHENTICATED; True if a fresh one can be obtained."""
+    def invalidate(self, refused):
+        """Forget the token ``refused`` (UNAUTHENTICATED); True if a fresh one can be obtained."""
         return False
 
     def describe(self):
@@ -166,11 +166,14 @@ class _EndpointTokenSource(TokenSource):
                 self._on_token(self._current["access_token"])
             return self._current["access_token"]
 
-    def invalidate(self):
+    def invalidate(self, refused):
         with self._lock:
-            self._current = None
-            if self._cache:
-                self._cache.forget_access_token(self._key)
+            # Many calls in flight are refused the same token; only the first answer may drop it, or the later
+            # ones would throw away the fresh token the first one caused.
+            if self._current and self._current["access_token"] == refused:
+                self._current = None
+                if self._cache:
+                    self._cache.forget_access_token(self._key)
         return True
 
     def _usable(self, entry):

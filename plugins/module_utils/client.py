@@ -3,12 +3,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The gRPC client of ``wgtwo.sipbreakout.v1.SipBreakoutService``: TLS always, bearer tokens, bounded retries."""
 
+import heapq
+import itertools
+import queue
 import re
+import time
 import traceback
 from collections import namedtuple
 
 from . import wire
-from .errors import ApiError, AuthError, NotAcceptableError, ValidationError
+from .errors import ApiError, AuthError, NotAcceptableError, SipBreakoutError, ValidationError
 from .registration import ROUTE_TYPES
 from .retry import Backoff, Deadline
 from .trust import root_certificates
@@ -30,6 +34,11 @@ DOCUMENTED_TTL = 3600
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?$")
 
+# Calls in flight at once by default: with 30 ms of round trip, 128 calls keep a 2-core host busy at about
+# 2,000 calls a second (docs/benchmark.md); one HTTP/2 connection carries them as streams.
+DEFAULT_CONCURRENCY = 128
+UPSERT, DELETE = "upsert", "delete"
+
 UpsertResult = namedtuple("UpsertResult", ["time_to_live"])
 
 
@@ -41,8 +50,39 @@ def normalize_endpoint(endpoint):
     return "%s:%s" % (match.group(1), match.group(3) or "443")
 
 
+class Call:
+    """One upsert or delete of one registration, filled in by :meth:`SipBreakoutClient.run`.
+
+    Afterwards exactly one holds: ``ok`` (answered STATUS_CODE_OK; ``time_to_live`` and ``sent_at`` are set),
+    ``error`` (a SipBreakoutError), or neither, when ``run`` was stopped before this call was started.
+    """
+
+    __slots__ = ("registration", "verb", "ok", "error", "time_to_live", "sent_at", "deadline", "attempts",
+                 "renewed", "token")
+
+    def __init__(self, registration, verb=UPSERT):
+        if verb == UPSERT and registration.route_type not in ROUTE_TYPES:
+            # The keepalive builds registrations from the ledger, not through Registration.create.
+            raise ValidationError("route_type", "is required to upsert, one of %s" % ", ".join(ROUTE_TYPES),
+                                  registration.phone_number)
+        self.registration = registration
+        self.verb = verb
+        self.ok = False
+        self.error = None
+        self.time_to_live = None
+        self.sent_at = None  # wall-clock time the answered attempt was sent: the server's TTL started after it
+        self.deadline = None
+        self.attempts = 0
+        self.renewed = False
+        self.token = None
+
+
 class SipBreakoutClient:
-    """One TLS channel to the API. Thread-safe: the bulk path calls it from several threads at once."""
+    """One TLS channel to the API.
+
+    :meth:`run` keeps many calls in flight as gRPC futures on that channel; their answers come back on gRPC's own
+    thread and are handled, retried and counted in the caller's thread, so ten thousand calls need no thread each.
+    """
 
     def __init__(self, endpoint, token_source, ca_path=None, timeout=10.0, retries=5, backoff=None):
         self.endpoint = normalize_endpoint(endpoint)
@@ -54,12 +94,14 @@ class SipBreakoutClient:
         self._channel = grpc.secure_channel(self.endpoint, credentials,
                                             options=[("grpc.primary_user_agent", "wgtwo.sipbreakout-ansible")])
         msgs = self._messages
-        self._upsert = self._channel.unary_unary(
-            wire.UPSERT_METHOD, request_serializer=msgs.UpsertRegistrationRequest.SerializeToString,
-            response_deserializer=msgs.UpsertRegistrationResponse.FromString)
-        self._delete = self._channel.unary_unary(
-            wire.DELETE_METHOD, request_serializer=msgs.DeleteRegistrationRequest.SerializeToString,
-            response_deserializer=msgs.DeleteRegistrationResponse.FromString)
+        self._rpcs = {
+            UPSERT: (self._channel.unary_unary(
+                wire.UPSERT_METHOD, request_serializer=msgs.UpsertRegistrationRequest.SerializeToString,
+                response_deserializer=msgs.UpsertRegistrationResponse.FromString), msgs.UpsertRegistrationRequest),
+            DELETE: (self._channel.unary_unary(
+                wire.DELETE_METHOD, request_serializer=msgs.DeleteRegistrationRequest.SerializeToString,
+                response_deserializer=msgs.DeleteRegistrationResponse.FromString), msgs.DeleteRegistrationRequest),
+        }
 
     def __enter__(self):
         return self
@@ -72,50 +114,112 @@ class SipBreakoutClient:
 
     def upsert(self, registration):
         """Add or refresh ``registration``; returns its ``time_to_live`` in seconds."""
-        if registration.route_type not in ROUTE_TYPES:
-            raise ValidationError("route_type", "is required to upsert, one of %s" % ", ".join(ROUTE_TYPES),
-                                  registration.phone_number)
-        request = self._messages.UpsertRegistrationRequest(registration=wire.registration_to_message(registration))
-        response = self._call(self._upsert, request, registration, "upsert")
-        self._check_status(response, registration)
-        ttl = DOCUMENTED_TTL
-        if response.HasField("time_to_live"):
-            ttl = response.time_to_live.seconds + response.time_to_live.nanos / 1e9
-        return UpsertResult(time_to_live=ttl)
+        return UpsertResult(time_to_live=self._one(Call(registration, UPSERT)).time_to_live)
 
     def delete(self, registration):
         """Remove ``registration`` (matched by ``sip_uri`` and, with client tokens, the number)."""
-        request = self._messages.DeleteRegistrationRequest(registration=wire.registration_to_message(registration))
-        self._check_status(self._call(self._delete, request, registration, "delete"), registration)
+        self._one(Call(registration, DELETE))
 
-    def _check_status(self, response, registration):
-        if response.status_code == self._messages.STATUS_CODE_OK:
-            return
-        if response.status_code == self._messages.STATUS_CODE_NOT_ACCEPTABLE:
-            raise NotAcceptableError(response.error_message, registration.phone_number)
-        raise ApiError("the API answered status %d without accepting the request%s" % (
-            response.status_code, ": %s" % response.error_message if response.error_message else ""),
-            registration.phone_number, code="STATUS_%d" % response.status_code)
+    def _one(self, call):
+        self.run([call])
+        if call.error is not None:
+            raise call.error
+        return call
 
-    def _call(self, rpc, request, registration, verb):
-        deadline = Deadline(self.timeout)
-        attempt = 0
-        renewed = False
+    def run(self, calls, concurrency=1, stop=None, on_done=None, clock=time.time):
+        """Send ``calls`` in order, at most ``concurrency`` in flight, each with its own retries and deadline.
+
+        ``on_done(call)`` is called (in this thread) as each call ends. Once ``stop()`` is true no further call is
+        started; the ones already started finish, retries included. Returns when nothing is in flight.
+        """
+        answers = queue.Queue()
+        retries = []  # heap of (monotonic time due, sequence, call)
+        sequence = itertools.count()
+        fresh = iter(calls)
+        in_flight = 0
         while True:
-            token = self._token_source.token(deadline)
-            metadata = (("authorization", "Bearer %s" % token),) if token else ()
+            while in_flight < concurrency:
+                if retries and retries[0][0] <= time.monotonic():
+                    call = heapq.heappop(retries)[2]
+                else:
+                    call = next(fresh, None) if fresh is not None and not (stop and stop()) else None
+                    if call is None:
+                        fresh = None
+                        break
+                    call.deadline = Deadline(self.timeout)
+                if self._send(call, answers, clock):
+                    in_flight += 1
+                elif on_done:
+                    on_done(call)
+            wait = max(0.0, retries[0][0] - time.monotonic()) if retries else None
+            if not in_flight:
+                if wait is None:
+                    return
+                time.sleep(wait)
+                continue
             try:
-                return rpc(request, timeout=max(0.001, deadline.remaining()), metadata=metadata)
-            except grpc.RpcError as exc:
-                code = exc.code().name if exc.code() else "UNKNOWN"
-                if code == "UNAUTHENTICATED" and not renewed and self._token_source.invalidate():
-                    renewed = True  # the token expired or was revoked early: one fresh token, one more try
-                    continue
-                if code in _TRANSIENT:
-                    attempt += 1
-                    if self._backoff.wait(attempt, deadline):
-                        continue
-                raise self._error(code, exc.details(), registration, verb, attempt)
+                call, future = answers.get(timeout=wait)
+            except queue.Empty:
+                continue
+            in_flight -= 1
+            due = self._receive(call, future)
+            if due is not None:
+                heapq.heappush(retries, (due, next(sequence), call))
+            elif on_done:
+                on_done(call)
+
+    def _send(self, call, answers, clock):
+        """Start one attempt of ``call``; False when it ended before any request (no token)."""
+        try:
+            call.token = self._token_source.token(call.deadline)
+        except SipBreakoutError as exc:
+            call.error = exc
+            return False
+        rpc, request_type = self._rpcs[call.verb]
+        request = request_type(registration=wire.registration_to_message(call.registration))
+        metadata = (("authorization", "Bearer %s" % call.token),) if call.token else ()
+        call.sent_at = clock()
+        future = rpc.future(request, timeout=max(0.001, call.deadline.remaining()), metadata=metadata)
+        future.add_done_callback(lambda done: answers.put((call, done)))
+        return True
+
+    def _receive(self, call, future):
+        """Settle ``call`` from its answer; returns when to try again (monotonic time), or None when it ended."""
+        try:
+            response = future.result()
+        except grpc.RpcError as exc:
+            code = exc.code().name if exc.code() else "UNKNOWN"
+            if code == "UNAUTHENTICATED" and not call.renewed and self._token_source.invalidate(call.token):
+                call.renewed = True  # the token expired or was revoked early: one fresh token, one more try
+                return time.monotonic()
+            if code in _TRANSIENT:
+                call.attempts += 1
+                pause = self._backoff.pause(call.attempts, call.deadline)
+                if pause is not None:
+                    return time.monotonic() + pause
+            call.error = self._error(code, exc.details(), call.registration, call.verb, call.attempts)
+            return None
+        try:
+            call.time_to_live = self._check(response, call)
+        except SipBreakoutError as exc:
+            call.error = exc
+        else:
+            call.ok = True
+        return None
+
+    def _check(self, response, call):
+        msgs = self._messages
+        if response.status_code == msgs.STATUS_CODE_NOT_ACCEPTABLE:
+            raise NotAcceptableError(response.error_message, call.registration.phone_number)
+        if response.status_code != msgs.STATUS_CODE_OK:
+            raise ApiError("the API answered status %d without accepting the request%s" % (
+                response.status_code, ": %s" % response.error_message if response.error_message else ""),
+                call.registration.phone_number, code="STATUS_%d" % response.status_code)
+        if call.verb != UPSERT:
+            return None
+        if response.HasField("time_to_live"):
+            return response.time_to_live.seconds + response.time_to_live.nanos / 1e9
+        return DOCUMENTED_TTL
 
     def _error(self, code, details, registration, verb, attempts):
         where = "%s at %s" % (verb, self.endpoint)

@@ -21,7 +21,8 @@ Config file (JSON object; every key optional; root-only when it holds a secret):
       "jitter": 0.25,               # ... plus up to this fraction of it again, spread per registration
       "schedule_interval": 300,     # seconds between --once runs: refresh what would be late by the next run
       "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
-      "max_sleep": 300              # loop mode: wake at least this often to pick up new ledger entries
+      "max_sleep": 300,             # loop mode: wake at least this often to pick up new ledger entries
+      "concurrency": 128            # calls in flight at once during a pass
     }
 
 docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
@@ -44,7 +45,7 @@ import sys
 import threading
 import time
 
-from .client import DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC
+from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call
 from .connection import OPTIONS, Connection
 from .errors import ApiError, LedgerError, SipBreakoutError, ValidationError
 from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, HealthFile, hostname, render_metrics, summarize, \
@@ -78,6 +79,7 @@ SETTINGS = {
     "schedule_interval": ("float", 300.0),
     "retry_interval": ("float", 60.0),
     "max_sleep": ("float", 300.0),
+    "concurrency": ("int", DEFAULT_CONCURRENCY),
 }
 # Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
 CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
@@ -159,6 +161,7 @@ def _check_ranges(path, values):
     need(values["schedule_interval"] >= 0.0, "schedule_interval", "must be 0 or more")
     for key in ("retry_interval", "max_sleep", "lock_timeout"):
         need(values[key] > 0.0, key, "must be greater than 0")
+    need(values["concurrency"] >= 1, "concurrency", "must be 1 or more")
     if values["timeout"] is not None:
         need(values["timeout"] > 0.0, "timeout", "must be greater than 0")
     if values["retries"] is not None:
@@ -259,79 +262,69 @@ class Keepalive:
                 due.append(entry)
         run["due"] = len(due)
         if due:
-            self._refresh_all(sorted(due, key=lambda e: e.expires_at or 0.0), force, lookahead, run)
+            self._refresh_all(sorted(due, key=lambda e: e.expires_at or 0.0), run)
         try:
             entries = self.ledger.read()
         except LedgerError as exc:
             run["error"] = str(exc)
         return self._report(run, entries, unmanaged, lookahead)
 
-    def _refresh_all(self, due, force, lookahead, run):
-        blocker = None
+    def _refresh_all(self, due, run):
+        """Upsert every entry of ``due`` on the one channel, ``concurrency`` in flight, and record them at once.
+
+        The caller holds the ledger's apply lock exclusively, so no module run sends or records anything between
+        the read that chose ``due`` and the update that records what this pass did.
+        """
+        blocker = []
         try:
             # One token up front: if the token endpoint refuses us, no registration needs to find that out again.
             self.connection.token_source.token(Deadline(self.connection.timeout))
         except SipBreakoutError as exc:
-            blocker = exc
+            blocker.append(exc)
             LOG.error("cannot get an access token, no registration refreshed: %s", exc)
-        for entry in due:
-            if self.stop.is_set():
-                run["skipped"] += 1
-                continue
-            if blocker is not None:
-                self._mark_failed(entry.key, "not attempted: %s" % blocker)
-                run["failed"] += 1
-                continue
-            outcome, error = self._refresh(entry.key, force, lookahead)
-            if outcome == "refreshed":
-                run["refreshed"] += 1
-            elif outcome == "failed":
-                run["failed"] += 1
-                if isinstance(error, ApiError) and error.retryable:
-                    # The API is down: the other registrations would only wait out the same timeout.
-                    blocker = error
-            else:
-                run["skipped"] += 1
 
-    def _refresh(self, key, force, lookahead):
-        # Re-read under the ledger's lock and sent while holding it: what is sent is what the ledger holds now,
-        # and an entry that is gone (state=absent, purge) is never sent again.
+        def on_done(call):
+            if isinstance(call.error, ApiError) and call.error.retryable and not blocker:
+                blocker.append(call.error)  # the API is down: the others would only wait out the same timeout
+
+        calls = [Call(entry.registration) for entry in due]
+        if not blocker:
+            self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
+                                       stop=lambda: bool(blocker) or self.stop.is_set(), clock=self.clock)
         with self.ledger.update() as current:
-            entry = current.get(key)
-            if entry is None or not self.owns(entry):
-                LOG.info("a registration left the ledger during the pass; not refreshed")
-                return "gone", None
-            sent_at = self.clock()
-            if not force and self.next_attempt_at(entry, lookahead) > sent_at:
-                return "fresh", None  # another pass refreshed it while this one waited
-            label = entry.registration.label
-            try:
-                ttl = self.connection.client.upsert(entry.registration).time_to_live
-            except SipBreakoutError as exc:
-                entry.last_error = str(exc)
-                entry.last_attempt_at = self.clock()
-                self._log_failure(label, entry, exc)
-                return "failed", exc
-            left = entry.expires_at - sent_at if entry.expires_at is not None else None
-            # The send time, not the answer's: the server's TTL started somewhere in between.
-            entry.upserted_at = sent_at
-            entry.time_to_live = ttl
+            for entry, call in zip(due, calls):
+                self._record(current.get(entry.key), entry, call, blocker, run)
+
+    def _record(self, entry, sent, call, blocker, run):
+        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""
+        if entry is None or not self.owns(entry) or entry.registration != sent.registration:
+            # Only a hand edit can do this while the apply lock is held; what is in the ledger now stays.
+            LOG.info("%s changed in the ledger during the pass; not recorded", sent.registration.label)
+            run["skipped"] += 1
+            return
+        label = entry.registration.label
+        if call.ok:
+            left = entry.expires_at - call.sent_at if entry.expires_at is not None else None
+            entry.upserted_at = call.sent_at
+            entry.time_to_live = call.time_to_live
             entry.last_error = None
-            entry.last_attempt_at = sent_at
+            entry.last_attempt_at = call.sent_at
+            run["refreshed"] += 1
             if left is not None and left <= 0:
                 # Worth telling: the operator held no registration for this number for a while.
-                LOG.info("refreshed %s: ttl %g s; it had lapsed %.0f s before", label, ttl, -left)
+                LOG.info("refreshed %s: ttl %g s; it had lapsed %.0f s before", label, call.time_to_live, -left)
             else:
-                LOG.debug("refreshed %s: ttl %g s%s", label, ttl, "" if left is None else ", %.1f s were left" % left)
-            return "refreshed", None
-
-    def _mark_failed(self, key, message):
-        with self.ledger.update() as current:
-            entry = current.get(key)
-            if entry is not None and self.owns(entry):
-                entry.last_error = message
-                entry.last_attempt_at = self.clock()
-                self._log_failure(entry.registration.label, entry, message)
+                LOG.debug("refreshed %s: ttl %g s%s", label, call.time_to_live,
+                          "" if left is None else ", %.1f s were left" % left)
+            return
+        if call.error is None and not blocker:
+            run["skipped"] += 1  # stopped (SIGTERM) before its call
+            return
+        error = call.error if call.error is not None else "not attempted: %s" % blocker[0]
+        entry.last_error = str(error)
+        entry.last_attempt_at = self.clock()
+        run["failed"] += 1
+        self._log_failure(label, entry, error)
 
     def _log_failure(self, label, entry, error):
         expires_at = entry.expires_at
@@ -509,7 +502,7 @@ def main(argv=None):
     stop = threading.Event()
 
     def on_signal(signum, _frame):
-        LOG.info("signal %d: stopping after the current registration", signum)
+        LOG.info("signal %d: stopping once the calls in flight are answered", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

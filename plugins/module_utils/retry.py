@@ -40,10 +40,17 @@ class Backoff:
         """The wait before retry number ``attempt`` (1 for the first retry)."""
         return self._rng.uniform(0, min(self.cap, self.base * (2 ** (attempt - 1))))
 
+    def pause(self, attempt, deadline):
+        """Seconds to wait before retry ``attempt``; None when no retry is left or the deadline would pass first."""
+        if attempt > self.retries:
+            return None
+        pause = self.delay(attempt)
+        return pause if pause < deadline.remaining() else None
+
     def wait(self, attempt, deadline):
         """Sleep before retry ``attempt``; False when no retry is left or the deadline would pass first."""
-        if attempt > self.retries or deadline.expired():
+        pause = self.pause(attempt, deadline)
+        if pause is None:
             return False
-        pause = min(self.delay(attempt), deadline.remaining())
         self._sleep(pause)
-        return not deadline.expired()
+        return True

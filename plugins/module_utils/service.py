@@ -12,39 +12,35 @@ run on one channel with a bounded number in flight, and the ledger is updated on
 succeeded.
 """
 
-import threading
 import time
 from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
 
+from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call
 from .connection import Connection
-from .errors import SipBreakoutError, ValidationError
+from .errors import ValidationError
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
 from .registration import Registration
 
-DEFAULT_CONCURRENCY = 32
 DEFAULT_MAX_PURGE = 20.0
 
-# What happens to an item, in the words of the summary.
-CREATED, UPDATED, UNCHANGED, DELETED, FAILED = "created", "updated", "unchanged", "deleted", "failed"
-OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED)
+# What happens to an item, in the words of the summary. NOT_SENT: fail_fast stopped the run before its call.
+CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT = "created", "updated", "unchanged", "deleted", "failed", \
+    "not_sent"
+OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT)
 
 Item = namedtuple("Item", ["registration", "state"])
 
 
 class Step:
-    """One item's plan (from the ledger) and, once applied, its result."""
+    """One item's plan (from the ledger), its call and, once applied, its outcome."""
 
     def __init__(self, item, key, before, purge=False):
         self.item = item
         self.key = key
         self.before = before  # the live registration the ledger holds, or None
         self.purge = purge
+        self.call = Call(item.registration, UPSERT if item.state == "present" else DELETE)
         self.outcome = self._predict()
-        self.error = None
-        self.sent = False  # answered without error; a step fail_fast never started is neither sent nor failed
-        self.time_to_live = None
-        self.upserted_at = None
 
     def _predict(self):
         if self.item.state == "absent":
@@ -53,46 +49,32 @@ class Step:
             return CREATED
         return UNCHANGED if self.before == self.item.registration else UPDATED
 
+    def settle(self):
+        """After the calls: the prediction stands only for a call that was answered OK."""
+        if self.call.error is not None:
+            self.outcome = FAILED
+        elif not self.call.ok:
+            self.outcome = NOT_SENT
+
     @property
     def changed(self):
         return self.outcome in (CREATED, UPDATED, DELETED)
 
+    @property
+    def expires_at(self):
+        if not self.call.ok or self.call.time_to_live is None:
+            return None
+        return isoformat(self.call.sent_at + self.call.time_to_live)
+
     def result(self):
         reg = self.item.registration
-        result = dict(phone_number=reg.phone_number, sip_uri=reg.sip_uri, state=self.item.state,
-                      result=FAILED if self.error else self.outcome, registration=reg.as_dict(),
-                      time_to_live=None if self.time_to_live is None else int(round(self.time_to_live)),
-                      expires_at=None if self.upserted_at is None else isoformat(self.upserted_at + self.time_to_live))
+        result = dict(phone_number=reg.phone_number, sip_uri=reg.sip_uri, route_type=reg.route_type,
+                      state=self.item.state, result=self.outcome, expires_at=self.expires_at)
         if self.purge:
             result["purged"] = True
-        if self.error:
-            result["error"] = str(self.error)
+        if self.call.error is not None:
+            result["error"] = str(self.call.error)
         return result
-
-
-class _Feed:
-    """Hands out steps in order to the workers of :meth:`RegistrationService.apply`; stops early on fail_fast."""
-
-    def __init__(self, steps, call, fail_fast):
-        self._steps = iter(steps)
-        self._call = call
-        self._fail_fast = fail_fast
-        self._lock = threading.Lock()
-        self._stopped = False
-
-    def _next(self):
-        with self._lock:
-            if self._stopped:
-                return None
-            return next(self._steps, None)
-
-    def run(self):
-        step = self._next()
-        while step is not None:
-            self._call(step)
-            if step.error is not None and self._fail_fast:
-                self._stopped = True
-            step = self._next()
 
 
 class RegistrationService:
@@ -102,11 +84,12 @@ class RegistrationService:
         self.connection = connection
         self.ledger = ledger
         self.clock = clock
+        self.planned_from = {}  # the ledger's entries as plan() read them
 
     def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE):
         """Steps for ``items`` (and for the purge), computed from the ledger alone; refuses unsafe purges."""
         now = self.clock()
-        entries = self.ledger.read()
+        entries = self.planned_from = self.ledger.read()
         steps, keys = [], set()
         for item in items:
             key = entry_key(self.connection.endpoint, self.connection.principal, item.registration)
@@ -135,45 +118,32 @@ class RegistrationService:
                      purge=True) for key, entry in doomed]
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
-        """Send every step's call, ``concurrency`` at a time; record the successes in the ledger, once.
+        """Send every step's call, ``concurrency`` in flight; record the successes in the ledger, once.
 
-        Each of ``concurrency`` workers takes the next step in order until none is left, so at most that many calls
-        are in flight and the main thread does no bookkeeping per call. With ``fail_fast`` no step is started after
-        the first failure (calls already in flight finish). The ledger is updated even if a worker hits an
-        unexpected error, so nothing that was applied is forgotten; that error is raised afterwards.
+        With ``fail_fast`` no call is started after the first failure (calls already in flight finish). The ledger
+        is updated even if something unexpected interrupts the calls, so nothing that was applied is forgotten.
         """
-        feed = _Feed(steps, self._call, fail_fast)
-        workers = max(1, min(int(concurrency), len(steps)))
+        failures = []
+
+        def on_done(call):
+            if call.error is not None:
+                failures.append(call)
+
         # Shared with other module runs; a keepalive pass waits until these calls are recorded.
         with self.ledger.applying():
             try:
-                if workers == 1:
-                    feed.run()
-                else:
-                    with ThreadPoolExecutor(max_workers=workers) as pool:
-                        running = [pool.submit(feed.run) for _worker in range(workers)]
-                    for future in running:
-                        future.result()
+                self.connection.client.run([step.call for step in steps], concurrency=max(1, int(concurrency)),
+                                           stop=(lambda: bool(failures)) if fail_fast else None, on_done=on_done,
+                                           clock=self.clock)
             finally:
                 self._record(steps)
+        for step in steps:
+            step.settle()
         return steps
 
-    def _call(self, step):
-        reg = step.item.registration
-        try:
-            if step.item.state == "present":
-                step.time_to_live = self.connection.client.upsert(reg).time_to_live
-                step.upserted_at = self.clock()
-            else:
-                self.connection.client.delete(reg)
-        except SipBreakoutError as exc:
-            step.error = exc
-        else:
-            step.sent = True
-
     def _record(self, steps):
-        applied = [step for step in steps if step.sent]
-        failed = [step for step in steps if step.error is not None]
+        applied = [step for step in steps if step.call.ok]
+        failed = [step for step in steps if step.call.error is not None]
         if not applied and not failed:
             return
         endpoint, principal = self.connection.endpoint, self.connection.principal
@@ -183,19 +153,22 @@ class RegistrationService:
                     entries.pop(step.key, None)
                 else:
                     entries[step.key] = LedgerEntry(endpoint, principal, step.item.registration,
-                                                    upserted_at=step.upserted_at, time_to_live=step.time_to_live,
-                                                    last_attempt_at=step.upserted_at)
+                                                    upserted_at=step.call.sent_at,
+                                                    time_to_live=step.call.time_to_live,
+                                                    last_attempt_at=step.call.sent_at)
             for step in failed:
                 # Keep what was applied before, with why this attempt failed: it may still be live.
                 if step.key in entries:
-                    entries[step.key].last_error = str(step.error)
+                    entries[step.key].last_error = str(step.call.error)
                     entries[step.key].last_attempt_at = self.clock()
 
     def other_registrations(self, registration, key):
-        """Warn about other live registrations of the same number: they stay at the operator until they lapse."""
+        """Warn about other live registrations of the same number: they stay at the operator until they lapse.
+
+        Read from the entries plan() read: applying one registration changes no other."""
         now = self.clock()
         warnings = []
-        for other_key, other in sorted(self.ledger.read().items()):
+        for other_key, other in sorted(self.planned_from.items()):
             if (other_key != key and other.registration.phone_number == registration.phone_number
                     and other.endpoint == self.connection.endpoint and other.principal == self.connection.principal
                     and other.live(now)):
@@ -222,9 +195,12 @@ def _registration(options, state, option_prefix=""):
 
 
 def _diff(steps, ledger_path, bulk):
-    """Before: what the ledger holds live; after: what is declared. One registration is shown as itself."""
+    """Before: what the ledger holds live; after: what is declared. One registration is shown as itself; a list
+    shows only the items that change, so that a run touching 3 of 10,000 numbers shows 3."""
     before, after = {}, {}
     for step in steps:
+        if bulk and not step.changed:
+            continue
         name = step.item.registration.label
         if step.before is not None:
             before[name] = step.before.as_dict()
@@ -265,7 +241,7 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
         if not check_mode:
             service.apply(steps, concurrency=options.get("concurrency") or DEFAULT_CONCURRENCY,
                           fail_fast=bool(options.get("fail_fast")))
-        result = dict(changed=any(step.changed and not step.error for step in steps), ledger_path=service.ledger.path)
+        result = dict(changed=any(step.changed for step in steps), ledger_path=service.ledger.path)
         if diff:
             result["diff"] = _diff(steps, service.ledger.path, bulk)
         if bulk:
@@ -274,12 +250,12 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
 
 
 def _single_result(result, step, service, check_mode):
-    if step.error:
-        raise step.error
+    if step.call.error is not None:
+        raise step.call.error
     reg = step.item.registration
-    outcome = step.result()
+    ttl = step.call.time_to_live
     result.update(state=step.item.state, registration=reg.as_dict(),
-                  time_to_live=outcome["time_to_live"], expires_at=outcome["expires_at"],
+                  time_to_live=None if ttl is None else int(round(ttl)), expires_at=step.expires_at,
                   status=None if check_mode else "STATUS_CODE_OK",
                   warnings=service.other_registrations(reg, step.key))
     return result
@@ -292,11 +268,13 @@ def _bulk_result(result, steps, check_mode):
         summary[item["result"]] += 1
     result.update(results=results, summary=summary)
     if summary[FAILED]:
-        failures = [item for item in results if item["result"] == FAILED]
+        first = next(item for item in results if item["result"] == FAILED)
         result["failed"] = True
-        result["msg"] = "%d of %d registration(s) failed; the %d that succeeded are recorded in the ledger. " \
-                        "First failure: %s" % (len(failures), len(results), sum(1 for step in steps if step.sent),
-                                               failures[0]["error"])
+        result["msg"] = "%d of %d registration(s) failed%s; the %d that succeeded are recorded in the ledger. " \
+                        "First failure: %s" % (
+                            summary[FAILED], len(results),
+                            ", %d not sent (fail_fast)" % summary[NOT_SENT] if summary[NOT_SENT] else "",
+                            sum(1 for step in steps if step.call.ok), first["error"])
     elif check_mode:
         result["msg"] = "check mode: nothing was sent"
     return result

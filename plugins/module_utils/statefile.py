@@ -19,6 +19,9 @@ import time
 
 from .errors import LedgerError
 
+# The file, its body and the maps in the body are spread over lines; what the maps hold is one line per entry.
+SPREAD_DEPTH = 3
+
 
 @contextlib.contextmanager
 def locked(path, timeout, shared=False, error=LedgerError, stop=None):
@@ -55,6 +58,19 @@ def locked(path, timeout, shared=False, error=LedgerError, stop=None):
         yield
     finally:
         os.close(fd)
+
+
+def _encode(value, depth=0):
+    """JSON with the outer objects spread over lines and each of their entries on one line of its own.
+
+    A person can still read, grep and diff it, and each line comes from the json module's C encoder (``indent``
+    would use its pure-Python one, about ten times slower for a ledger of 10,000 registrations).
+    """
+    if depth < SPREAD_DEPTH and isinstance(value, dict) and value:
+        indent = " " * (depth + 1)
+        return "{\n%s\n%s}" % (",\n".join("%s%s: %s" % (indent, json.dumps(key), _encode(value[key], depth + 1))
+                                           for key in sorted(value)), indent[1:])
+    return json.dumps(value, sort_keys=True)
 
 
 class StateFile:
@@ -109,7 +125,7 @@ class StateFile:
         fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), dir=directory)
         try:
             with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=1, sort_keys=True)
+                handle.write(_encode(data))
                 handle.write("\n")
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -116,12 +116,15 @@ options:
     default: 20.0
   concurrency:
     description:
-      - With O(registrations), how many calls are in flight at once.
+      - With O(registrations), how many calls are in flight at once, as streams of the one HTTP/2 connection.
+      - Each call that fails for a transient reason (V(UNAVAILABLE), V(DEADLINE_EXCEEDED), V(RESOURCE_EXHAUSTED)) is
+        retried on its own, with backoff, within O(timeout); lower this if the API answers V(RESOURCE_EXHAUSTED).
     type: int
-    default: 32
+    default: 128
   fail_fast:
     description:
-      - With O(registrations), send nothing more after the first failed item.
+      - With O(registrations), send nothing more after the first failed item. Items never sent are reported with
+        RV(results[].result=not_sent) and the task fails.
     type: bool
     default: false
 notes:
@@ -245,25 +248,26 @@ results:
   elements: dict
   contains:
     phone_number:
-      description: The number.
+      description: The number, in E.164 form.
       type: str
     sip_uri:
       description: The endpoint URI.
+      type: str
+    route_type:
+      description: The route type sent, or V(null) for a delete without one.
       type: str
     state:
       description: The item's state.
       type: str
     result:
-      description: V(created), V(updated), V(unchanged), V(deleted) or V(failed); in check mode, what would happen.
+      description:
+        - V(created), V(updated), V(unchanged) or V(deleted) once the API accepted the call; in check mode, what would
+          happen.
+        - V(failed) when the call failed (see RV(results[].error)); the ledger keeps what it held before.
+        - V(not_sent) when O(fail_fast) stopped the run before this item's call; nothing changed for it.
       type: str
-    registration:
-      description: The registration as sent.
-      type: dict
-    time_to_live:
-      description: Seconds to live after this upsert, or V(null).
-      type: int
     expires_at:
-      description: When it lapses unless refreshed, or V(null).
+      description: When the registration lapses unless refreshed (UTC, ISO 8601), or V(null) when nothing was upserted.
       type: str
     error:
       description: Why the item failed.
@@ -276,17 +280,15 @@ results:
   sample:
     - phone_number: "+4799990000"
       sip_uri: "sips:pbx.example.com:5061"
+      route_type: loop
       state: present
       result: created
-      registration: {phone_number: "+4799990000", sip_uri: "sips:pbx.example.com:5061", route_type: loop,
-                     mobile_originating_prefix: null, mobile_terminating_prefix: null}
-      time_to_live: 3600
       expires_at: "2026-11-27T08:15:00Z"
 summary:
-  description: With O(registrations), how many items were created, updated, unchanged, deleted and failed.
+  description: With O(registrations), how many items had each RV(results[].result).
   returned: with O(registrations)
   type: dict
-  sample: {created: 9990, updated: 0, unchanged: 0, deleted: 10, failed: 0}
+  sample: {created: 9990, updated: 0, unchanged: 0, deleted: 10, failed: 0, not_sent: 0}
 ledger_path:
   description: The ledger that was read and updated.
   returned: always
@@ -311,7 +313,8 @@ code:
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import SipBreakoutModule
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_PURGE, \
+    ensure_from_options
 
 
 def main():
@@ -330,8 +333,8 @@ def main():
             state=dict(type="str", default="present", choices=["present", "absent"]),
             registrations=dict(type="list", elements="dict", options=item),
             purge=dict(type="bool", default=False),
-            max_purge=dict(type="float", default=20.0),
-            concurrency=dict(type="int", default=32),
+            max_purge=dict(type="float", default=DEFAULT_MAX_PURGE),
+            concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
             fail_fast=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("registrations", name) for name in single],

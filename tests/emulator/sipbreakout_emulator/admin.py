@@ -11,7 +11,8 @@ method  path                     what
 ======  =======================  ==============================================================================
 GET     /admin/health            ``{"ok": true, "pid": ...}``
 GET     /admin/registrations     live registrations (lapsed ones are gone)
-GET     /admin/calls[?limit=N]   counters per method and outcome, token request counts, recent calls
+GET     /admin/calls[?limit=N]   counters per method and outcome, token request counts, recent calls, and the
+                                 most gRPC calls in flight at once since the last reset
 GET     /admin/faults            faults in force
 POST    /admin/faults            ``unavailable`` N, ``unavailable_for`` S, ``latency_ms`` M, ``token_unavailable`` N,
                                  ``reject`` {NUMBER: ERROR_MESSAGE} (upserts of NUMBER answer NOT_ACCEPTABLE),

@@ -1,13 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ``wgtwo.sipbreakout.v1.SipBreakoutService`` methods, served with grpcio's generic handler.
+"""The ``wgtwo.sipbreakout.v1.SipBreakoutService`` methods, served with grpcio's generic handler on ``grpc.aio``.
+
+The handlers are coroutines so that injected latency is an ``asyncio.sleep``, not a sleeping thread: a call that
+waits costs the emulator nothing, and a benchmark measures the client rather than the emulator's threads. The
+checks themselves are plain functions under the state's lock.
 
 Order of checks on every call: injected latency, injected UNAVAILABLE, authorization (UNAUTHENTICATED,
 PERMISSION_DENIED), whose subscription (INVALID_ARGUMENT, PERMISSION_DENIED), then the registration's content,
 which is answered in the response (``STATUS_CODE_NOT_ACCEPTABLE`` with ``error_message``), not as a gRPC error.
 """
 
+import asyncio
 import logging
 import re
 import time
@@ -82,8 +87,11 @@ def check_phone_number(phone_number):
 class SipBreakoutServicer(object):
     """Implements UpsertRegistration and DeleteRegistration on an :class:`~.state.EmulatorState`."""
 
-    def __init__(self, state, messages, upsert_method, delete_method):
+    def __init__(self, state, messages, upsert_method, delete_method, workers=128):
         self.state = state
+        # At most this many calls are handled at once, latency included; the others wait their turn, as they would
+        # for a busy server's workers.
+        self._slots = asyncio.Semaphore(workers)
         self.msgs = messages
         self.service, self.upsert_name = _split_method(upsert_method)
         delete_service, self.delete_name = _split_method(delete_method)
@@ -144,9 +152,24 @@ class SipBreakoutServicer(object):
 
     # ----------------------------------------------------------------- methods
 
-    def _handle(self, method, request, context, apply):
+    async def _handle(self, method, request, context, apply):
         started = time.monotonic()
-        authorization = [value for key, value in context.invocation_metadata() if key == "authorization"]
+        self.state.call_arrived()
+        try:
+            async with self._slots:
+                latency = self.state.call_latency()
+                if latency:
+                    await asyncio.sleep(latency)
+                answer = self._answer(method, request, context.invocation_metadata() or (), started, apply)
+        finally:
+            self.state.call_answered()
+        if isinstance(answer, _Reject):
+            await context.abort(answer.code, answer.details)
+        return answer
+
+    def _answer(self, method, request, metadata, started, apply):
+        """The response to send, or the _Reject to end the call with."""
+        authorization = [value for key, value in metadata if key == "authorization"]
         registration = request.registration
         entry = {
             "authorization": bool(authorization),
@@ -154,9 +177,6 @@ class SipBreakoutServicer(object):
             "sip_uri": registration.sip_uri or None,
             "route_type": self.route_type_names.get(registration.route_type, registration.route_type),
         }
-        latency = self.state.call_latency()
-        if latency:
-            time.sleep(latency)
         try:
             reason = self.state.take_unavailable()
             if reason:
@@ -176,8 +196,7 @@ class SipBreakoutServicer(object):
                 status_code, message = self.msgs.STATUS_CODE_OK, None
         except _Reject as exc:
             self._record(method, entry, started, exc.code.name, exc.code.name, details=exc.details)
-            context.abort(exc.code, exc.details)
-            raise  # not reached: abort raises
+            return exc
         outcome = "OK" if status_code == self.msgs.STATUS_CODE_OK else "NOT_ACCEPTABLE"
         self._record(method, entry, started, outcome, "OK", status_code="STATUS_CODE_" + outcome, details=detail)
         if response is None:
@@ -225,10 +244,10 @@ class SipBreakoutServicer(object):
         response = self.msgs.DeleteRegistrationResponse(status_code=self.msgs.STATUS_CODE_OK)
         return response, "deleted" if existed else "nothing to delete"
 
-    def upsert(self, request, context):
+    async def upsert(self, request, context):
         """UpsertRegistration."""
-        return self._handle(self.upsert_name, request, context, self._apply_upsert)
+        return await self._handle(self.upsert_name, request, context, self._apply_upsert)
 
-    def delete(self, request, context):
+    async def delete(self, request, context):
         """DeleteRegistration."""
-        return self._handle(self.delete_name, request, context, self._apply_delete)
+        return await self._handle(self.delete_name, request, context, self._apply_delete)

@@ -3,13 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Runs both servers in one process and publishes where they are in ``STATE_DIR/emulator.json``."""
 
+import asyncio
 import datetime
 import json
 import logging
 import os
 import signal
 import threading
-from concurrent import futures
 
 import grpc
 
@@ -24,8 +24,8 @@ from .tls import ensure_certificates
 LOG = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-# The bulk feature keeps dozens of calls in flight; every one may sleep for injected latency, so each needs a
-# thread of its own or latency would queue behind latency.
+# How many calls are handled at once: the bulk feature keeps dozens in flight, each possibly waiting out injected
+# latency, and latency must not queue behind latency.
 DEFAULT_WORKERS = 128
 
 
@@ -50,15 +50,9 @@ class Emulator(object):
         tls_files = ensure_certificates(self.state_dir)
         key, chain = tls_files.read_server_pair()
 
-        servicer = SipBreakoutServicer(self.state, wire.messages(), wire.UPSERT_METHOD, wire.DELETE_METHOD)
-        # maximum_concurrent_rpcs stays unset: the pool size is the only limit, as on a real server under load.
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="grpc"),
-                                 handlers=[servicer.generic_handler()])
-        port = self._grpc.add_secure_port("%s:%d" % (HOST, self.grpc_port), grpc.ssl_server_credentials([(key, chain)]))
-        if not port:
-            raise OSError("cannot listen for gRPC on %s:%d" % (HOST, self.grpc_port))
-        self.grpc_port = port
-        self._grpc.start()
+        credentials = grpc.ssl_server_credentials([(key, chain)])
+        self._grpc = _AioServer(self.state, self.workers, "%s:%d" % (HOST, self.grpc_port), credentials)
+        self.grpc_port = self._grpc.start()
 
         try:
             self._https = HTTPSService(HOST, self.http_port, make_ssl_context(tls_files), self.state)
@@ -115,7 +109,7 @@ class Emulator(object):
             self._https.stop()
             self._https = None
         if self._grpc is not None:
-            self._grpc.stop(grace).wait(grace + 1)
+            self._grpc.stop(grace)
             self._grpc = None
         path = info_path(self.state_dir)
         try:
@@ -125,3 +119,38 @@ class Emulator(object):
             ours = False
         if ours:
             os.unlink(path)
+
+
+class _AioServer(object):
+    """The gRPC service on ``grpc.aio``, in an event loop of its own thread."""
+
+    def __init__(self, state, workers, address, credentials):
+        self._state = state
+        self._workers = workers
+        self._address = address
+        self._credentials = credentials
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
+        self._server = None
+
+    def start(self):
+        """Listen and serve; returns the port."""
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+
+    async def _start(self):
+        servicer = SipBreakoutServicer(self._state, wire.messages(), wire.UPSERT_METHOD, wire.DELETE_METHOD,
+                                       workers=self._workers)
+        # maximum_concurrent_rpcs stays unset: calls beyond the workers wait instead of being refused.
+        self._server = grpc.aio.server(handlers=[servicer.generic_handler()])
+        port = self._server.add_secure_port(self._address, self._credentials)
+        if not port:
+            raise OSError("cannot listen for gRPC on %s" % self._address)
+        await self._server.start()
+        return port
+
+    def stop(self, grace=None):
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result((grace or 0) + 5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -448,10 +448,22 @@ class EmulatorState(object):
     # ----------------------------------------------------------------- counters and logs
 
     def _reset_counters(self):
+        self._in_flight = 0
+        self._most_in_flight = 0
         self._calls = collections.deque(maxlen=CALL_LOG_SIZE)
         self._call_counts = {}
         self._token_counts = {}
         self._token_log = collections.deque(maxlen=CALL_LOG_SIZE)
+
+    def call_arrived(self):
+        """A gRPC call is being handled: counts towards the most calls in flight at once."""
+        with self._lock:
+            self._in_flight += 1
+            self._most_in_flight = max(self._most_in_flight, self._in_flight)
+
+    def call_answered(self):
+        with self._lock:
+            self._in_flight -= 1
 
     def record_call(self, method, outcome, authorization, phone_number=None, sip_uri=None, route_type=None,
                     grpc_status="OK", status_code=None, message=None, auth_kind=None, duration_ms=None):
@@ -497,6 +509,7 @@ class EmulatorState(object):
                 "by_method": by_method,
                 "token_requests": sum(self._token_counts.values()),
                 "token_outcomes": dict(self._token_counts),
+                "most_in_flight": self._most_in_flight,
                 "recent": calls,
                 "recent_token_requests": tokens,
             }

@@ -10,7 +10,6 @@ import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import keepalive
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import CONNECTION_ARGSPEC
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.client import UpsertResult
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.connection import OPTIONS
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError, AuthError, \
     NotAcceptableError, ValidationError
@@ -101,13 +100,19 @@ class _Client:
         self.ttl = ttl
         self.calls = []
 
-    def upsert(self, registration):
-        self.calls.append(registration.phone_number)
-        error = self.errors.get(registration.phone_number)
-        if error:
-            raise error
-        self.clock.now += 0.5
-        return UpsertResult(time_to_live=self.ttl)
+    def run(self, calls, concurrency=1, stop=None, on_done=None, clock=None):
+        """SipBreakoutClient.run, one call at a time: the same contract, without a channel."""
+        assert concurrency == keepalive.DEFAULT_CONCURRENCY
+        for call in calls:
+            if stop and stop():
+                return
+            self.calls.append(call.registration.phone_number)
+            call.sent_at = clock()
+            call.error = self.errors.get(call.registration.phone_number)
+            if call.error is None:
+                call.ok, call.time_to_live = True, self.ttl
+            self.clock.now += 0.5
+            on_done(call)
 
 
 class _Connection:

@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Many registrations at once, seen from the emulator: the bulk task and a keepalive pass both keep several calls
+in flight on one channel, never more than their ``concurrency``, and the keepalive refreshes every one of them."""
+
+from sipbreakout_emulator.testing import running_emulator
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
+
+from keepalive_support import CLIENT_ID, CLIENT_SECRET, SIP_URI, Workdir, held, module_options, read_health, \
+    run_once, write_config
+
+CLIENTS = [(CLIENT_ID, CLIENT_SECRET)]
+COUNT = 400
+
+
+def _numbers():
+    return ["+47995%05d" % index for index in range(COUNT)]
+
+
+def _bulk(emu, work, concurrency):
+    registrations = [dict(phone_number=number, sip_uri=SIP_URI, route_type="loop") for number in _numbers()]
+    return ensure_from_options(module_options(emu, work, registrations=registrations, concurrency=concurrency))
+
+
+def test_the_bulk_task_keeps_up_to_concurrency_calls_in_flight(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=CLIENTS) as emu:
+        emu.faults(latency_ms=20)  # long enough that the calls overlap
+        result = _bulk(emu, work, concurrency=24)
+        calls = emu.calls(limit=0)
+        assert result["summary"]["created"] == COUNT
+        assert sorted(held(emu)) == _numbers()
+        assert calls["by_method"]["UpsertRegistration"]["total"] == COUNT
+        assert 12 <= calls["most_in_flight"] <= 24, calls["most_in_flight"]
+        assert calls["token_requests"] == 1
+
+
+def test_a_keepalive_pass_refreshes_every_due_registration_concurrently(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=CLIENTS) as emu:
+        _bulk(emu, work, concurrency=64)
+        before = dict((entry.registration.phone_number, entry.upserted_at) for entry in Ledger(work.ledger).read()
+                      .values())
+        emu.reset()  # counters from zero; the registrations are sent again by the pass
+        emu.faults(latency_ms=20)
+        write_config(emu, work, concurrency=16)
+        status, log = run_once(work, "--force", timeout=120)
+        calls = emu.calls(limit=0)
+        assert status == 0, log
+        assert calls["by_method"]["UpsertRegistration"]["total"] == COUNT
+        assert 8 <= calls["most_in_flight"] <= 16, calls["most_in_flight"]
+        assert sorted(held(emu)) == _numbers()
+        after = dict((entry.registration.phone_number, entry.upserted_at) for entry in Ledger(work.ledger).read()
+                     .values())
+        assert sorted(after) == _numbers()
+        assert all(after[number] > before[number] for number in before), "a refresh was not recorded"
+        assert read_health(work)["last_run"]["refreshed"] == COUNT

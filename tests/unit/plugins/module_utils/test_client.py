@@ -1,0 +1,228 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SipBreakoutClient.run, the engine under every bulk task and keepalive pass, against scripted gRPC futures.
+
+The futures answer from a thread of their own after a short delay, as gRPC's do, so that calls really are in flight
+together. The emulator tests (functional, integration) drive the same code over TLS.
+"""
+
+import random
+import threading
+import time
+
+import grpc
+import pytest
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import wire
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.client import DELETE, UPSERT, Call, \
+    SipBreakoutClient
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.retry import Backoff
+
+M = wire.messages()
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code, details):
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+class _Future:
+    def __init__(self, outcome):
+        self._outcome = outcome
+
+    def result(self):
+        if isinstance(self._outcome, Exception):
+            raise self._outcome
+        return self._outcome
+
+    def add_done_callback(self, callback):
+        threading.Timer(random.uniform(0.005, 0.01), callback, (self,)).start()
+
+
+class _Rpc:
+    """Answers by script: ``script(number, attempt, token)`` gives a response or an _RpcError."""
+
+    def __init__(self, script):
+        self.script = script
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.sent = []  # (number, token), in the order sent
+
+    def future(self, request, timeout=None, metadata=()):
+        assert timeout > 0
+        number = request.registration.phone_number.e164
+        token = dict(metadata).get("authorization")
+        with self.lock:
+            attempt = sum(1 for sent, _token in self.sent if sent == number) + 1
+            self.sent.append((number, token))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        future = _Future(self.script(number, attempt, token))
+        original = future.add_done_callback
+
+        def done(callback):
+            def answered(answer):
+                with self.lock:
+                    self.in_flight -= 1
+                callback(answer)
+            original(answered)
+        future.add_done_callback = done
+        return future
+
+
+class _Tokens:
+    kind = "client_credentials"
+
+    def __init__(self):
+        self.current = 1
+        self.invalidated = []
+
+    def token(self, deadline):
+        return "token-%d" % self.current
+
+    def invalidate(self, refused):
+        self.invalidated.append(refused)
+        if refused == "token-%d" % self.current:
+            self.current += 1
+        return True
+
+    def describe(self):
+        return "client 'c1'"
+
+
+def _ok(ttl=3600):
+    return M.UpsertRegistrationResponse(status_code=M.STATUS_CODE_OK, time_to_live=M.Duration(seconds=ttl))
+
+
+def _client(script, retries=3, timeout=5.0, tokens=None):
+    client = SipBreakoutClient("127.0.0.1:1", tokens or _Tokens(), timeout=timeout,
+                               backoff=Backoff(retries, base=0.01, cap=0.02))
+    rpc = _Rpc(script)
+    client._rpcs = {UPSERT: (rpc, M.UpsertRegistrationRequest), DELETE: (rpc, M.DeleteRegistrationRequest)}
+    return client, rpc
+
+
+def _calls(count, verb=UPSERT):
+    return [Call(Registration.create(phone_number="+47999%05d" % i, sip_uri="sips:pbx.example.com", route_type="loop"),
+                 verb) for i in range(count)]
+
+
+def test_every_call_is_answered_once_with_the_bound_in_flight_respected():
+    client, rpc = _client(lambda number, attempt, token: _ok(3000))
+    calls, done = _calls(300), []
+    client.run(calls, concurrency=16, on_done=done.append, clock=lambda: 1000.0)
+    assert all(call.ok and call.error is None and call.time_to_live == 3000 and call.sent_at == 1000.0
+               for call in calls)
+    assert sorted(id(call) for call in done) == sorted(id(call) for call in calls)
+    assert len(rpc.sent) == 300
+    assert 8 < rpc.most_in_flight <= 16  # really concurrent, never beyond the bound
+
+
+def test_transient_failures_are_retried_per_call_and_the_rest_go_on_meanwhile():
+    def script(number, attempt, token):
+        if number.endswith("7") and attempt < 3:
+            return _RpcError(grpc.StatusCode.UNAVAILABLE, "try again")
+        return _ok()
+    client, rpc = _client(script)
+    calls = _calls(50)
+    client.run(calls, concurrency=8)
+    assert all(call.ok for call in calls)
+    assert [call.attempts for call in calls if call.registration.phone_number.endswith("7")] == [2] * 5
+    assert len(rpc.sent) == 50 + 5 * 2
+
+
+def test_retries_end_with_an_error_naming_the_number_and_the_attempts():
+    client, rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAVAILABLE, "down"), retries=2)
+    calls = _calls(3)
+    client.run(calls, concurrency=3)
+    assert [call.ok for call in calls] == [False] * 3
+    assert len(rpc.sent) == 3 * 3  # the first attempt and two retries each
+    error = calls[1].error
+    assert error.retryable and error.code == "UNAVAILABLE" and error.phone_number == "+4799900001"
+    assert "after 3 attempt(s)" in str(error) and "+4799900001" in str(error)
+
+
+def test_a_refused_token_is_renewed_once_however_many_calls_it_refused():
+    tokens = _Tokens()
+
+    def script(number, attempt, token):
+        if token == "Bearer token-1":
+            return _RpcError(grpc.StatusCode.UNAUTHENTICATED, "token expired")
+        return _ok()
+    client, rpc = _client(script, tokens=tokens)
+    calls = _calls(40)
+    client.run(calls, concurrency=20)
+    assert all(call.ok for call in calls)
+    assert tokens.current == 2  # one new token, not one per refused call
+    assert set(tokens.invalidated) == {"token-1"}
+    assert {token for _number, token in rpc.sent[20:]} == {"Bearer token-2"}
+
+
+def test_unauthenticated_twice_is_an_auth_error():
+    client, _rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAUTHENTICATED, "revoked"))
+    calls = _calls(1)
+    client.run(calls)
+    assert isinstance(calls[0].error, AuthError) and "UNAUTHENTICATED (revoked)" in str(calls[0].error)
+
+
+def test_stop_starts_nothing_more_but_lets_calls_in_flight_finish():
+    failed, sent_by_then = [], []
+
+    def script(number, attempt, token):
+        return M.UpsertRegistrationResponse(status_code=M.STATUS_CODE_NOT_ACCEPTABLE, error_message="no") \
+            if number == "+4799900010" else _ok()
+    client, rpc = _client(script)
+    calls = _calls(100)
+
+    def on_done(call):
+        if call.error:
+            failed.append(call)
+            sent_by_then.append(len(rpc.sent))
+    client.run(calls, concurrency=4, stop=lambda: bool(failed), on_done=on_done)
+    assert failed == [calls[10]] and calls[10].error.code == "NOT_ACCEPTABLE"
+    sent = len(rpc.sent)
+    assert sent == sent_by_then[0] < 100  # none started after the failure was seen
+    assert all(call.ok for call in calls[:sent] if call is not calls[10])  # those in flight then finished
+    assert not any(call.ok or call.error for call in calls[sent:])
+
+
+def test_a_token_that_cannot_be_had_fails_the_call_without_sending_it():
+    class _NoTokens(_Tokens):
+        def token(self, deadline):
+            raise AuthError("the token endpoint refused client 'c1'")
+    client, rpc = _client(lambda number, attempt, token: _ok(), tokens=_NoTokens())
+    calls, done = _calls(5), []
+    client.run(calls, concurrency=2, on_done=done.append)
+    assert rpc.sent == [] and len(done) == 5
+    assert all("refused client" in str(call.error) for call in calls)
+
+
+def test_deletes_carry_no_ttl_and_an_upsert_needs_a_route_type():
+    client, _rpc = _client(lambda number, attempt, token: M.DeleteRegistrationResponse(status_code=M.STATUS_CODE_OK))
+    calls = _calls(2, verb=DELETE)
+    client.run(calls, concurrency=2)
+    assert [(call.ok, call.time_to_live) for call in calls] == [(True, None), (True, None)]
+    with pytest.raises(Exception, match="route_type: is required to upsert"):
+        Call(Registration.create(phone_number="+4799900000", sip_uri="sips:pbx.example.com",
+                                 require_route_type=False))
+
+
+def test_a_waiting_retry_is_sent_when_it_is_due_even_with_nothing_in_flight():
+    started = time.monotonic()
+    client, rpc = _client(lambda number, attempt, token: _ok() if attempt > 1 else
+                          _RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
+    calls = _calls(1)
+    client.run(calls)
+    assert calls[0].ok and len(rpc.sent) == 2 and time.monotonic() - started < 2
