@@ -269,7 +269,6 @@ class Bench:
             raise BenchmarkError("%s: emulator holds %d, not %d" % (name, self.held(), len(regs)))
         return result
 
-
     def keepalive(self, count, ledger_path):
         """One forced keepalive pass over ``ledger_path``; every entry must be refreshed at the emulator."""
         work = self.run_dir("keepalive-%d" % count)
@@ -456,9 +455,9 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated numbers of registrations")
     parser.add_argument("--latency-ms", type=int, default=30, help="latency the emulator adds to every call")
-    parser.add_argument("--concurrency", type=int, default=128,
+    parser.add_argument("--concurrency", type=int, default=256,
                         help="the bulk task's and the keepalive's concurrency (their default)")
-    parser.add_argument("--high-concurrency", type=int, default=256, help="a second bulk row with latency")
+    parser.add_argument("--high-concurrency", type=int, default=128, help="a second bulk row with latency")
     parser.add_argument("--raw-in-flight", type=int, default=128, help="calls in flight of the raw client")
     parser.add_argument("--loop-sample", type=int, default=30, help="items of the per-item loop sample")
     parser.add_argument("--sequential-sample", type=int, default=200, help="items of the sequential sample")

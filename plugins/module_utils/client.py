@@ -34,12 +34,19 @@ DOCUMENTED_TTL = 3600
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?$")
 
-# Calls in flight at once by default: with 30 ms of round trip, 128 calls keep a 2-core host busy at about
-# 2,000 calls a second (docs/benchmark.md); one HTTP/2 connection carries them as streams.
-DEFAULT_CONCURRENCY = 128
+# Calls in flight at once by default, as streams of one HTTP/2 connection: with 30 ms of round trip this keeps a
+# 2-core host at about 2,000 calls a second (docs/benchmark.md). run() halves it while the API pushes back.
+DEFAULT_CONCURRENCY = 256
 UPSERT, DELETE = "upsert", "delete"
 
 UpsertResult = namedtuple("UpsertResult", ["time_to_live"])
+
+
+def shed_warning(lowest, concurrency):
+    """What to tell the user when :meth:`SipBreakoutClient.run` had to lower the calls in flight."""
+    return ("the API pushed back (UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED), so calls in flight went "
+            "down from concurrency=%d to %d for a while; if it keeps doing so, set a lower concurrency"
+            % (concurrency, lowest))
 
 
 def normalize_endpoint(endpoint):
@@ -58,7 +65,7 @@ class Call:
     """
 
     __slots__ = ("registration", "verb", "ok", "error", "time_to_live", "sent_at", "deadline", "attempts",
-                 "renewed", "token")
+                 "renewed", "token", "sent", "code")
 
     def __init__(self, registration, verb=UPSERT):
         if verb == UPSERT and registration.route_type not in ROUTE_TYPES:
@@ -75,6 +82,8 @@ class Call:
         self.attempts = 0
         self.renewed = False
         self.token = None
+        self.sent = 0  # which send of the run its latest attempt was
+        self.code = None  # the gRPC status of its latest attempt
 
 
 class SipBreakoutClient:
@@ -130,15 +139,22 @@ class SipBreakoutClient:
         """Send ``calls`` in order, at most ``concurrency`` in flight, each with its own retries and deadline.
 
         ``on_done(call)`` is called (in this thread) as each call ends. Once ``stop()`` is true no further call is
-        started; the ones already started finish, retries included. Returns when nothing is in flight.
+        started; the ones already started finish, retries included. Returns when nothing is in flight, with the
+        fewest calls that were allowed in flight at once (see below).
+
+        A server that sheds load (an answer in _TRANSIENT) halves the calls allowed in flight, once per round of
+        calls sent; each answered call lets it grow back by one per round, up to ``concurrency`` (additive
+        increase, multiplicative decrease, as TCP does), so a default that suits a healthy API cannot keep
+        hammering one that pushes back.
         """
         answers = queue.Queue()
         retries = []  # heap of (monotonic time due, sequence, call)
-        sequence = itertools.count()
+        order = itertools.count()
         fresh = iter(calls)
-        in_flight = 0
+        in_flight = sent = shrunk_at = 0
+        window = lowest = float(max(1, concurrency))
         while True:
-            while in_flight < concurrency:
+            while in_flight < int(window):
                 if retries and retries[0][0] <= time.monotonic():
                     call = heapq.heappop(retries)[2]
                 else:
@@ -147,6 +163,8 @@ class SipBreakoutClient:
                         fresh = None
                         break
                     call.deadline = Deadline(self.timeout)
+                sent += 1
+                call.sent = sent
                 if self._send(call, answers, clock):
                     in_flight += 1
                 elif on_done:
@@ -154,7 +172,7 @@ class SipBreakoutClient:
             wait = max(0.0, retries[0][0] - time.monotonic()) if retries else None
             if not in_flight:
                 if wait is None:
-                    return
+                    return int(lowest)
                 time.sleep(wait)
                 continue
             try:
@@ -163,8 +181,15 @@ class SipBreakoutClient:
                 continue
             in_flight -= 1
             due = self._receive(call, future)
+            if call.code in _TRANSIENT:
+                if call.sent > shrunk_at:  # answers to calls sent before the last cut do not cut again
+                    window = max(1.0, window / 2.0)
+                    lowest = min(lowest, window)
+                    shrunk_at = sent
+            elif window < concurrency:
+                window = min(float(concurrency), window + 1.0 / window)
             if due is not None:
-                heapq.heappush(retries, (due, next(sequence), call))
+                heapq.heappush(retries, (due, next(order), call))
             elif on_done:
                 on_done(call)
 
@@ -188,7 +213,7 @@ class SipBreakoutClient:
         try:
             response = future.result()
         except grpc.RpcError as exc:
-            code = exc.code().name if exc.code() else "UNKNOWN"
+            code = call.code = exc.code().name if exc.code() else "UNKNOWN"
             if code == "UNAUTHENTICATED" and not call.renewed and self._token_source.invalidate(call.token):
                 call.renewed = True  # the token expired or was revoked early: one fresh token, one more try
                 return time.monotonic()
@@ -199,6 +224,7 @@ class SipBreakoutClient:
                     return time.monotonic() + pause
             call.error = self._error(code, exc.details(), call.registration, call.verb, call.attempts)
             return None
+        call.code = "OK"
         try:
             call.time_to_live = self._check(response, call)
         except SipBreakoutError as exc:

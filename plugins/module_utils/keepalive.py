@@ -22,7 +22,7 @@ Config file (JSON object; every key optional; root-only when it holds a secret):
       "schedule_interval": 300,     # seconds between --once runs: refresh what would be late by the next run
       "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
       "max_sleep": 300,             # loop mode: wake at least this often to pick up new ledger entries
-      "concurrency": 128            # calls in flight at once during a pass
+      "concurrency": 256            # the most calls in flight at once during a pass
     }
 
 docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 
-from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call
+from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
 from .errors import ApiError, LedgerError, SipBreakoutError, ValidationError
 from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, HealthFile, hostname, render_metrics, summarize, \
@@ -289,8 +289,10 @@ class Keepalive:
 
         calls = [Call(entry.registration) for entry in due]
         if not blocker:
-            self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
-                                       stop=lambda: bool(blocker) or self.stop.is_set(), clock=self.clock)
+            lowest = self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
+                                                stop=lambda: bool(blocker) or self.stop.is_set(), clock=self.clock)
+            if lowest < self.settings.concurrency:
+                LOG.warning("%s", shed_warning(lowest, self.settings.concurrency))
         with self.ledger.update() as current:
             for entry, call in zip(due, calls):
                 self._record(current.get(entry.key), entry, call, blocker, run)

@@ -15,7 +15,7 @@ succeeded.
 import time
 from collections import namedtuple
 
-from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call
+from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
@@ -41,6 +41,7 @@ class Step:
         self.purge = purge
         self.call = Call(item.registration, UPSERT if item.state == "present" else DELETE)
         self.outcome = self._predict()
+        self.unsent_because = None
 
     def _predict(self):
         if self.item.state == "absent":
@@ -49,12 +50,13 @@ class Step:
             return CREATED
         return UNCHANGED if self.before == self.item.registration else UPDATED
 
-    def settle(self):
+    def settle(self, unsent_because=None):
         """After the calls: the prediction stands only for a call that was answered OK."""
         if self.call.error is not None:
             self.outcome = FAILED
         elif not self.call.ok:
             self.outcome = NOT_SENT
+            self.unsent_because = unsent_because
 
     @property
     def changed(self):
@@ -74,6 +76,8 @@ class Step:
             result["purged"] = True
         if self.call.error is not None:
             result["error"] = str(self.call.error)
+        elif self.unsent_because:
+            result["error"] = "not sent: %s" % self.unsent_because
         return result
 
 
@@ -85,6 +89,7 @@ class RegistrationService:
         self.ledger = ledger
         self.clock = clock
         self.planned_from = {}  # the ledger's entries as plan() read them
+        self.warnings = []
 
     def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE):
         """Steps for ``items`` (and for the purge), computed from the ledger alone; refuses unsafe purges."""
@@ -120,25 +125,32 @@ class RegistrationService:
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
         """Send every step's call, ``concurrency`` in flight; record the successes in the ledger, once.
 
-        With ``fail_fast`` no call is started after the first failure (calls already in flight finish). The ledger
-        is updated even if something unexpected interrupts the calls, so nothing that was applied is forgotten.
+        No call is started after one has failed for a transient reason with all its retries spent (the API is
+        down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure; calls
+        already in flight finish. The ledger is updated even if something unexpected interrupts the calls, so
+        nothing that was applied is forgotten.
         """
-        failures = []
+        stopped_by = []
 
         def on_done(call):
-            if call.error is not None:
-                failures.append(call)
+            if call.error is not None and not stopped_by:
+                if getattr(call.error, "retryable", False):
+                    stopped_by.append("the API stayed unavailable (%s)" % call.error)
+                elif fail_fast:
+                    stopped_by.append("fail_fast, after %s failed" % call.registration.label)
 
+        concurrency = max(1, int(concurrency))
         # Shared with other module runs; a keepalive pass waits until these calls are recorded.
         with self.ledger.applying():
             try:
-                self.connection.client.run([step.call for step in steps], concurrency=max(1, int(concurrency)),
-                                           stop=(lambda: bool(failures)) if fail_fast else None, on_done=on_done,
-                                           clock=self.clock)
+                lowest = self.connection.client.run([step.call for step in steps], concurrency=concurrency,
+                                                    stop=lambda: bool(stopped_by), on_done=on_done, clock=self.clock)
             finally:
                 self._record(steps)
         for step in steps:
-            step.settle()
+            step.settle(stopped_by[0] if stopped_by else None)
+        if lowest < concurrency:
+            self.warnings.append(shed_warning(lowest, concurrency))
         return steps
 
     def _record(self, steps):
@@ -244,6 +256,7 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
         result = dict(changed=any(step.changed for step in steps), ledger_path=service.ledger.path)
         if diff:
             result["diff"] = _diff(steps, service.ledger.path, bulk)
+        result["warnings"] = service.warnings
         if bulk:
             return _bulk_result(result, steps, check_mode)
         return _single_result(result, steps[0], service, check_mode)
@@ -256,8 +269,8 @@ def _single_result(result, step, service, check_mode):
     ttl = step.call.time_to_live
     result.update(state=step.item.state, registration=reg.as_dict(),
                   time_to_live=None if ttl is None else int(round(ttl)), expires_at=step.expires_at,
-                  status=None if check_mode else "STATUS_CODE_OK",
-                  warnings=service.other_registrations(reg, step.key))
+                  status=None if check_mode else "STATUS_CODE_OK")
+    result["warnings"].extend(service.other_registrations(reg, step.key))
     return result
 
 
@@ -273,7 +286,7 @@ def _bulk_result(result, steps, check_mode):
         result["msg"] = "%d of %d registration(s) failed%s; the %d that succeeded are recorded in the ledger. " \
                         "First failure: %s" % (
                             summary[FAILED], len(results),
-                            ", %d not sent (fail_fast)" % summary[NOT_SENT] if summary[NOT_SENT] else "",
+                            ", %d not sent" % summary[NOT_SENT] if summary[NOT_SENT] else "",
                             sum(1 for step in steps if step.call.ok), first["error"])
     elif check_mode:
         result["msg"] = "check mode: nothing was sent"

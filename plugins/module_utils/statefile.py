@@ -68,8 +68,8 @@ def _encode(value, depth=0):
     """
     if depth < SPREAD_DEPTH and isinstance(value, dict) and value:
         indent = " " * (depth + 1)
-        return "{\n%s\n%s}" % (",\n".join("%s%s: %s" % (indent, json.dumps(key), _encode(value[key], depth + 1))
-                                           for key in sorted(value)), indent[1:])
+        lines = ["%s%s: %s" % (indent, json.dumps(key), _encode(value[key], depth + 1)) for key in sorted(value)]
+        return "{\n%s\n%s}" % (",\n".join(lines), indent[1:])
     return json.dumps(value, sort_keys=True)
 
 

@@ -76,6 +76,7 @@ options:
       - Each item takes the single-registration options. Mutually exclusive with them.
       - The whole list is validated before any call; an item the API refuses fails only itself (unless
         O(fail_fast)), and the ledger is updated once, with exactly the items that succeeded.
+      - The task fails if any item failed or was not sent; running it again retries exactly those.
     type: list
     elements: dict
     suboptions:
@@ -116,11 +117,15 @@ options:
     default: 20.0
   concurrency:
     description:
-      - With O(registrations), how many calls are in flight at once, as streams of the one HTTP/2 connection.
-      - Each call that fails for a transient reason (V(UNAVAILABLE), V(DEADLINE_EXCEEDED), V(RESOURCE_EXHAUSTED)) is
-        retried on its own, with backoff, within O(timeout); lower this if the API answers V(RESOURCE_EXHAUSTED).
+      - With O(registrations), the most calls in flight at once, as streams of the one HTTP/2 connection.
+      - A call that fails for a transient reason (V(UNAVAILABLE), V(DEADLINE_EXCEEDED), V(RESOURCE_EXHAUSTED)) is
+        retried on its own, with backoff, within O(timeout). Each round of such answers also halves the calls
+        in flight, which grow back by one per round of answered calls, so a busy API is not hammered; the task
+        then warns, and a lower value suits that API better.
+      - Once a call has failed that way with all its retries spent, the API is taken to be down and no further
+        call is started; the items not sent are reported as V(not_sent).
     type: int
-    default: 128
+    default: 256
   fail_fast:
     description:
       - With O(registrations), send nothing more after the first failed item. Items never sent are reported with

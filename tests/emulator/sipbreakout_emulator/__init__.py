@@ -17,7 +17,8 @@ Run it with ``python -m sipbreakout_emulator start|serve|stop|show --state-dir D
 
 Assumptions (where the published facts are silent)
 --------------------------------------------------
-1. Check order on every call: injected latency, injected UNAVAILABLE, then authorization, then whose
+1. Check order on every call: load shedding (the ``max_in_flight`` fault answers RESOURCE_EXHAUSTED, as a
+   rate-limiting front end would), injected latency, injected UNAVAILABLE, then authorization, then whose
    subscription it is, then the registration's content. So a bad token is reported before a bad request.
 2. A missing or malformed ``authorization`` metadata, a token that was never issued, was revoked or has
    expired: UNAUTHENTICATED. A real token without ``call.routing:write``: PERMISSION_DENIED. More than one

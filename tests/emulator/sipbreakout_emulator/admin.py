@@ -16,7 +16,8 @@ GET     /admin/calls[?limit=N]   counters per method and outcome, token request 
 GET     /admin/faults            faults in force
 POST    /admin/faults            ``unavailable`` N, ``unavailable_for`` S, ``latency_ms`` M, ``token_unavailable`` N,
                                  ``reject`` {NUMBER: ERROR_MESSAGE} (upserts of NUMBER answer NOT_ACCEPTABLE),
-                                 ``token_ttl`` S, ``ttl`` S, ``revoke_tokens`` true, ``clear`` true
+                                 ``token_ttl`` S, ``ttl`` S, ``revoke_tokens`` true, ``clear`` true,
+                                 ``max_in_flight`` N (calls beyond N at once answer RESOURCE_EXHAUSTED; 0: off)
 GET     /admin/config            ``ttl``, ``token_ttl``, ``sandbox``
 POST    /admin/config            change any of them
 GET     /admin/clients           client ids and allowed scopes (no secrets)
@@ -65,7 +66,7 @@ def _limit(query):
 
 def _post_faults(state, body):
     fields = ("clear", "unavailable", "unavailable_for", "latency_ms", "token_unavailable", "token_ttl", "ttl",
-              "revoke_tokens", "reject")
+              "revoke_tokens", "reject", "max_in_flight")
     _only(body, fields)
     result = state.set_faults(**body)
     LOG.info("faults set: %s", ", ".join("%s=%s" % (key, body[key]) for key in sorted(body)) or "nothing")

@@ -99,6 +99,8 @@ def build_parser():
     fault.add_argument("--unavailable-for", type=float, metavar="S", help="gRPC calls answer UNAVAILABLE for S seconds")
     fault.add_argument("--latency-ms", type=float, metavar="MS", help="delay every gRPC call by MS milliseconds")
     fault.add_argument("--token-unavailable", type=int, metavar="N", help="the next N token requests answer 503")
+    fault.add_argument("--max-in-flight", type=int, metavar="N",
+                       help="gRPC calls beyond N at once answer RESOURCE_EXHAUSTED (0: no limit)")
     fault.add_argument("--token-ttl", type=_seconds, metavar="S", help="lifetime of tokens issued from now on")
     fault.add_argument("--ttl", type=_seconds, metavar="S", help="TTL of registrations upserted from now on")
     fault.add_argument("--revoke-tokens", action="store_true", help="invalidate every access token issued so far")
@@ -248,7 +250,8 @@ def _admin_post(state_dir, path, payload):
 def cmd_fault(args):
     """POST /admin/faults with the options given."""
     payload = {}
-    for name in ("unavailable", "unavailable_for", "latency_ms", "token_unavailable", "token_ttl", "ttl"):
+    for name in ("unavailable", "unavailable_for", "latency_ms", "token_unavailable", "token_ttl", "ttl",
+                 "max_in_flight"):
         if getattr(args, name) is not None:
             payload[name] = getattr(args, name)
     for name in ("revoke_tokens", "clear"):

@@ -7,7 +7,8 @@ The handlers are coroutines so that injected latency is an ``asyncio.sleep``, no
 waits costs the emulator nothing, and a benchmark measures the client rather than the emulator's threads. The
 checks themselves are plain functions under the state's lock.
 
-Order of checks on every call: injected latency, injected UNAVAILABLE, authorization (UNAUTHENTICATED,
+Order of checks on every call: load shedding (``max_in_flight``, RESOURCE_EXHAUSTED), injected latency, injected
+UNAVAILABLE, authorization (UNAUTHENTICATED,
 PERMISSION_DENIED), whose subscription (INVALID_ARGUMENT, PERMISSION_DENIED), then the registration's content,
 which is answered in the response (``STATUS_CODE_NOT_ACCEPTABLE`` with ``error_message``), not as a gRPC error.
 """
@@ -154,7 +155,15 @@ class SipBreakoutServicer(object):
 
     async def _handle(self, method, request, context, apply):
         started = time.monotonic()
-        self.state.call_arrived()
+        if not self.state.call_arrived():
+            # Shed like a rate-limiting front end: before the service sees the call, after the round trip.
+            latency = self.state.call_latency()
+            if latency:
+                await asyncio.sleep(latency)
+            details = "too many calls in flight (emulator: max_in_flight)"
+            self._record(method, self._entry(request, context.invocation_metadata() or ()), started,
+                         "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", details=details)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
         try:
             async with self._slots:
                 latency = self.state.call_latency()
@@ -167,16 +176,21 @@ class SipBreakoutServicer(object):
             await context.abort(answer.code, answer.details)
         return answer
 
-    def _answer(self, method, request, metadata, started, apply):
-        """The response to send, or the _Reject to end the call with."""
-        authorization = [value for key, value in metadata if key == "authorization"]
+    def _entry(self, request, metadata):
+        """What the call log keeps of a call (never the token)."""
         registration = request.registration
-        entry = {
-            "authorization": bool(authorization),
+        return {
+            "authorization": any(key == "authorization" for key, _value in metadata),
             "phone_number": registration.phone_number.e164 or None,
             "sip_uri": registration.sip_uri or None,
             "route_type": self.route_type_names.get(registration.route_type, registration.route_type),
         }
+
+    def _answer(self, method, request, metadata, started, apply):
+        """The response to send, or the _Reject to end the call with."""
+        authorization = [value for key, value in metadata if key == "authorization"]
+        registration = request.registration
+        entry = self._entry(request, metadata)
         try:
             reason = self.state.take_unavailable()
             if reason:

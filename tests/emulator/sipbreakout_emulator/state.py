@@ -151,6 +151,7 @@ class Faults(object):
         self.unavailable = 0
         self.unavailable_until = 0.0
         self.latency_ms = 0
+        self.max_in_flight = 0  # 0: no limit; else calls beyond this many at once answer RESOURCE_EXHAUSTED
         self.token_unavailable = 0
         self.reject = {}  # phone number -> error_message of a STATUS_CODE_NOT_ACCEPTABLE answer
 
@@ -362,7 +363,7 @@ class EmulatorState(object):
     # ----------------------------------------------------------------- faults
 
     def set_faults(self, clear=False, unavailable=None, unavailable_for=None, latency_ms=None, token_unavailable=None,
-                   token_ttl=None, ttl=None, revoke_tokens=False, reject=None):
+                   token_ttl=None, ttl=None, revoke_tokens=False, reject=None, max_in_flight=None):
         """Apply faults (see the admin API); returns the faults now in force."""
         with self._lock:
             # Validate everything before changing anything, so a bad request changes nothing.
@@ -374,6 +375,8 @@ class EmulatorState(object):
                 _positive_number("latency_ms", latency_ms, allow_zero=True)
             if token_unavailable is not None:
                 _count("token_unavailable", token_unavailable)
+            if max_in_flight is not None:
+                _count("max_in_flight", max_in_flight)
             if token_ttl is not None:
                 _positive_number("token_ttl", token_ttl)
             if ttl is not None:
@@ -394,6 +397,8 @@ class EmulatorState(object):
                 self.faults.latency_ms = latency_ms
             if token_unavailable is not None:
                 self.faults.token_unavailable = token_unavailable
+            if max_in_flight is not None:
+                self.faults.max_in_flight = max_in_flight
             if reject is not None:
                 self.faults.reject.update(reject)
             if token_ttl is not None or ttl is not None:
@@ -411,6 +416,7 @@ class EmulatorState(object):
                 "unavailable": self.faults.unavailable,
                 "unavailable_for": round(max(self.faults.unavailable_until - self._monotonic(), 0.0), 3),
                 "latency_ms": self.faults.latency_ms,
+                "max_in_flight": self.faults.max_in_flight,
                 "token_unavailable": self.faults.token_unavailable,
                 "reject": dict(self.faults.reject),
                 "token_ttl": self.config.token_ttl,
@@ -456,10 +462,16 @@ class EmulatorState(object):
         self._token_log = collections.deque(maxlen=CALL_LOG_SIZE)
 
     def call_arrived(self):
-        """A gRPC call is being handled: counts towards the most calls in flight at once."""
+        """A gRPC call is being handled: counts towards the most calls in flight at once.
+
+        False when the ``max_in_flight`` fault sheds it: it is not counted, and must be answered RESOURCE_EXHAUSTED.
+        """
         with self._lock:
+            if self.faults.max_in_flight and self._in_flight >= self.faults.max_in_flight:
+                return False
             self._in_flight += 1
             self._most_in_flight = max(self._most_in_flight, self._in_flight)
+            return True
 
     def call_answered(self):
         with self._lock:

@@ -69,8 +69,8 @@ class EmulatorHandle(object):
         return self.admin.post("reset")
 
     def faults(self, **faults):
-        """Set faults (``unavailable``, ``unavailable_for``, ``latency_ms``, ``token_unavailable``, ``token_ttl``,
-        ``ttl``, ``revoke_tokens``, ``clear``); with no arguments, return the faults in force."""
+        """Set faults (``unavailable``, ``unavailable_for``, ``latency_ms``, ``max_in_flight``, ``token_unavailable``,
+        ``token_ttl``, ``ttl``, ``revoke_tokens``, ``clear``); with no arguments, return the faults in force."""
         return self.admin.post("faults", faults) if faults else self.admin.get("faults")
 
     def config(self, **config):

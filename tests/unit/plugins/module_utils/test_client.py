@@ -58,6 +58,7 @@ class _Rpc:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
+        self.levels = []  # calls in flight as each was sent
         self.sent = []  # (number, token), in the order sent
 
     def future(self, request, timeout=None, metadata=()):
@@ -68,6 +69,7 @@ class _Rpc:
             attempt = sum(1 for sent, _token in self.sent if sent == number) + 1
             self.sent.append((number, token))
             self.in_flight += 1
+            self.levels.append(self.in_flight)
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         future = _Future(self.script(number, attempt, token))
         original = future.add_done_callback
@@ -226,3 +228,30 @@ def test_a_waiting_retry_is_sent_when_it_is_due_even_with_nothing_in_flight():
     calls = _calls(1)
     client.run(calls)
     assert calls[0].ok and len(rpc.sent) == 2 and time.monotonic() - started < 2
+
+
+def test_a_server_that_sheds_load_gets_fewer_calls_in_flight_until_it_copes():
+    holder = {}
+
+    def script(number, attempt, token):
+        if holder["rpc"].in_flight > 8:  # this one arrived beyond what the server takes at once
+            return _RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")
+        return _ok()
+    client, rpc = _client(script, retries=5)
+    holder["rpc"] = rpc
+    calls = _calls(300)
+    lowest = client.run(calls, concurrency=64)
+    shed = len(rpc.sent) - 300
+    assert all(call.ok for call in calls), [str(call.error) for call in calls if call.error][:3]
+    assert lowest <= 8  # halved from 64 until the server took them
+    assert 0 < shed < 150, shed  # without the cuts, most of every round of 64 would be shed again and again
+
+
+def test_the_calls_in_flight_grow_back_once_the_server_copes():
+    def script(number, attempt, token):
+        return _RpcError(grpc.StatusCode.UNAVAILABLE, "down") if number < "+4799900020" and attempt == 1 else _ok()
+    client, rpc = _client(script)
+    calls = _calls(1000)
+    assert client.run(calls, concurrency=32) == 16  # the first round's refusals cut it once, not twenty times
+    assert all(call.ok for call in calls)
+    assert max(rpc.levels[-300:]) > 16  # grown back beyond the cut

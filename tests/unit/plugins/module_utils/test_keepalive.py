@@ -105,7 +105,7 @@ class _Client:
         assert concurrency == keepalive.DEFAULT_CONCURRENCY
         for call in calls:
             if stop and stop():
-                return
+                break
             self.calls.append(call.registration.phone_number)
             call.sent_at = clock()
             call.error = self.errors.get(call.registration.phone_number)
@@ -113,6 +113,7 @@ class _Client:
                 call.ok, call.time_to_live = True, self.ttl
             self.clock.now += 0.5
             on_done(call)
+        return concurrency
 
 
 class _Connection:
