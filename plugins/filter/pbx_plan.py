@@ -133,14 +133,14 @@ from ansible.module_utils.six import string_types
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import (
-    ROUTE_TYPES,
     normalize_phone_number,
     normalize_prefix,
+    normalize_route_type,
     normalize_sip_uri,
+    normalize_state,
     sip_uri_host,
 )
 
-_STATES = ("present", "absent")
 _REGISTRATION_KEYS = frozenset(
     ("phone_number", "route_type", "sip_uri", "mobile_originating_prefix", "mobile_terminating_prefix", "state"))
 # sip:HOST[:PORT][;transport=udp|tcp|tls], HOST a DNS name, an IPv4 address or a bracketed IPv6 address.
@@ -164,22 +164,22 @@ class _Plan(object):
     def problem(self, variable, text):
         self.problems.append("%s: %s" % (variable, text))
 
-    def sip_uri(self, variable, value):
+    def checked(self, normalize, variable, *args):
+        """``normalize(*args, option=variable)``, or None with its complaint noted as a problem."""
         try:
-            return normalize_sip_uri(value, variable)
+            return normalize(*args, option=variable)
         except ValidationError as exc:
             self.problem(variable, _message(exc))
             return None
+
+    def sip_uri(self, variable, value):
+        return self.checked(normalize_sip_uri, variable, value)
 
     def prefix(self, variable, value):
         if value is None or value == "":
             self.problem(variable, "is required: the SIP edge tells MO from MT calls by this prefix")
             return None
-        try:
-            return normalize_prefix(to_text(value), variable)
-        except ValidationError as exc:
-            self.problem(variable, _message(exc))
-            return None
+        return self.checked(normalize_prefix, variable, to_text(value))
 
 
 def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix, require_sip_uri):
@@ -199,23 +199,9 @@ def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix, require_sip_uri
                          % (", ".join(unknown), ", ".join(sorted(_REGISTRATION_KEYS))))
             continue
         problems_before = len(plan.problems)
-        try:
-            number = normalize_phone_number(entry.get("phone_number"), where + ".phone_number")
-        except ValidationError as exc:
-            plan.problem(where + ".phone_number", _message(exc))
-            number = None
-        state = entry.get("state") if entry.get("state") not in (None, "") else "present"
-        if state not in _STATES:
-            plan.problem(where + ".state", "'%s' is not a state; one of %s" % (state, ", ".join(_STATES)))
-        route_type = entry.get("route_type")
-        if route_type in (None, ""):
-            route_type = None
-            if state == "present":
-                plan.problem(where + ".route_type", "is required with state=present; one of %s"
-                             % ", ".join(ROUTE_TYPES))
-        elif route_type not in ROUTE_TYPES:
-            plan.problem(where + ".route_type", "'%s' is not a route type; one of %s"
-                         % (route_type, ", ".join(ROUTE_TYPES)))
+        number = plan.checked(normalize_phone_number, where + ".phone_number", entry.get("phone_number"))
+        state = plan.checked(normalize_state, where + ".state", entry.get("state"))
+        route_type = plan.checked(normalize_route_type, where + ".route_type", entry.get("route_type"), state)
         if entry.get("sip_uri") not in (None, ""):
             uri = plan.sip_uri(where + ".sip_uri", entry["sip_uri"])
         else:

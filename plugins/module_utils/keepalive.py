@@ -288,14 +288,19 @@ class Keepalive:
                 blocker.append(call.error)  # the API is down: the others would only wait out the same timeout
 
         calls = [Call(entry.registration) for entry in due]
-        if not blocker:
-            lowest = self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
-                                                stop=lambda: bool(blocker) or self.stop.is_set(), clock=self.clock)
-            if lowest < self.settings.concurrency:
-                LOG.warning("%s", shed_warning(lowest, self.settings.concurrency))
-        with self.ledger.update() as current:
-            for entry, call in zip(due, calls):
-                self._record(current.get(entry.key), entry, call, blocker, run)
+        lowest = self.settings.concurrency
+        try:
+            if not blocker:
+                lowest = self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
+                                                    stop=lambda: bool(blocker) or self.stop.is_set(),
+                                                    clock=self.clock)
+        finally:
+            # Also when something unexpected interrupts the calls: what was refreshed is recorded.
+            with self.ledger.update() as current:
+                for entry, call in zip(due, calls):
+                    self._record(current.get(entry.key), entry, call, blocker, run)
+        if lowest < self.settings.concurrency:
+            LOG.warning("%s", shed_warning(lowest, self.settings.concurrency))
 
     def _record(self, entry, sent, call, blocker, run):
         """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""

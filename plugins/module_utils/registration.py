@@ -17,6 +17,7 @@ ROUTE_TYPES = {
     "loop_mt": 5,
     "ingress": 6,
 }
+STATES = ("present", "absent")
 
 # E.164: '+', a country code that does not start with 0, at most 15 digits in all.
 _E164 = re.compile(r"^\+[1-9][0-9]{2,14}$")
@@ -106,6 +107,26 @@ def normalize_prefix(value, option):
     return text
 
 
+def normalize_state(value, option="state"):
+    """``present`` (also for None or empty) or ``absent``."""
+    if value in (None, ""):
+        return "present"
+    if value not in STATES:
+        raise ValidationError(option, "'%s' is not a state; one of %s" % (value, ", ".join(STATES)))
+    return value
+
+
+def normalize_route_type(value, state="present", option="route_type"):
+    """A route type of ROUTE_TYPES; None (or empty) is allowed only where it is not sent: a delete."""
+    if value in (None, ""):
+        if state == "present":
+            raise ValidationError(option, "is required with state=present; one of %s" % ", ".join(ROUTE_TYPES))
+        return None
+    if value not in ROUTE_TYPES:
+        raise ValidationError(option, "'%s' is not a route type; one of %s" % (value, ", ".join(ROUTE_TYPES)))
+    return value
+
+
 _FIELDS = ("phone_number", "sip_uri", "route_type", "mobile_originating_prefix", "mobile_terminating_prefix")
 
 
@@ -121,13 +142,7 @@ class Registration(namedtuple("Registration", _FIELDS)):
         number = normalize_phone_number(phone_number) if phone_number not in (None, "") else None
         try:
             uri = normalize_sip_uri(sip_uri)
-            if route_type is None:
-                if require_route_type:
-                    raise ValidationError("route_type", "is required with state=present; one of %s"
-                                          % ", ".join(ROUTE_TYPES))
-            elif route_type not in ROUTE_TYPES:
-                raise ValidationError("route_type", "'%s' is not a route type; one of %s"
-                                      % (route_type, ", ".join(ROUTE_TYPES)))
+            route_type = normalize_route_type(route_type, "present" if require_route_type else "absent")
             mo = normalize_prefix(mobile_originating_prefix, "mobile_originating_prefix")
             mt = normalize_prefix(mobile_terminating_prefix, "mobile_terminating_prefix")
         except ValidationError as exc:

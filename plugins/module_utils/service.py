@@ -8,8 +8,8 @@ holds something different (a new registration, other fields, one that had lapsed
 outside this ledger (by grpcurl, another host, another ledger path) is not seen.
 
 One engine serves one registration and ten thousand alike: every item is planned against the ledger, the calls
-run on one channel with a bounded number in flight, and the ledger is updated once, with exactly the items that
-succeeded.
+run through ``SipBreakoutClient.run`` on one channel with a bounded number in flight, and the ledger is updated
+once, with exactly the items that succeeded.
 """
 
 import time
@@ -23,7 +23,8 @@ from .registration import Registration
 
 DEFAULT_MAX_PURGE = 20.0
 
-# What happens to an item, in the words of the summary. NOT_SENT: fail_fast stopped the run before its call.
+# What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or the API was down)
+# before its call.
 CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT = "created", "updated", "unchanged", "deleted", "failed", \
     "not_sent"
 OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT)

@@ -317,7 +317,7 @@ code:
 """
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import SipBreakoutModule
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES, STATES
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_PURGE, \
     ensure_from_options
 
@@ -331,11 +331,11 @@ def main():
         mobile_terminating_prefix=dict(type="str"),
     )
     item = dict(single, sip_uri=dict(type="str", required=True),
-                state=dict(type="str", default="present", choices=["present", "absent"]))
+                state=dict(type="str", default="present", choices=list(STATES)))
     module = SipBreakoutModule(
         argument_spec=dict(
             single,
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+            state=dict(type="str", default="present", choices=list(STATES)),
             registrations=dict(type="list", elements="dict", options=item),
             purge=dict(type="bool", default=False),
             max_purge=dict(type="float", default=DEFAULT_MAX_PURGE),
