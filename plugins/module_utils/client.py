@@ -61,21 +61,23 @@ class Call:
     """One upsert or delete of one registration, filled in by :meth:`SipBreakoutClient.run`.
 
     Afterwards exactly one holds: ``ok`` (answered STATUS_CODE_OK; ``time_to_live`` and ``sent_at`` are set),
-    ``error`` (a SipBreakoutError), or neither, when ``run`` was stopped before this call was started.
+    ``error`` (a SipBreakoutError), or neither, when ``run`` was stopped before this call was started. An upsert
+    without a route type has its ValidationError from the start and is never sent.
     """
 
     __slots__ = ("registration", "verb", "ok", "error", "time_to_live", "sent_at", "deadline", "attempts",
                  "renewed", "token", "sent", "code")
 
     def __init__(self, registration, verb=UPSERT):
-        if verb == UPSERT and registration.route_type not in ROUTE_TYPES:
-            # The keepalive builds registrations from the ledger, not through Registration.create.
-            raise ValidationError("route_type", "is required to upsert, one of %s" % ", ".join(ROUTE_TYPES),
-                                  registration.phone_number)
         self.registration = registration
         self.verb = verb
         self.ok = False
         self.error = None
+        if verb == UPSERT and registration.route_type not in ROUTE_TYPES:
+            # The keepalive builds registrations from the ledger, not through Registration.create: such a call
+            # ends with this error and is never sent.
+            self.error = ValidationError("route_type", "is required to upsert, one of %s" % ", ".join(ROUTE_TYPES),
+                                         registration.phone_number)
         self.time_to_live = None
         self.sent_at = None  # wall-clock time the answered attempt was sent: the server's TTL started after it
         self.deadline = None
@@ -162,6 +164,10 @@ class SipBreakoutClient:
                     if call is None:
                         fresh = None
                         break
+                    if call.error is not None:  # refused before sending (see Call)
+                        if on_done:
+                            on_done(call)
+                        continue
                     call.deadline = Deadline(self.timeout)
                 sent += 1
                 call.sent = sent

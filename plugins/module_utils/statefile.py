@@ -64,7 +64,7 @@ def _encode(value, depth=0):
     """JSON with the outer objects spread over lines and each of their entries on one line of its own.
 
     A person can still read, grep and diff it, and each line comes from the json module's C encoder (``indent``
-    would use its pure-Python one, about ten times slower for a ledger of 10,000 registrations).
+    would use its pure-Python one, several times slower for a ledger of 10,000 registrations).
     """
     if depth < SPREAD_DEPTH and isinstance(value, dict) and value:
         indent = " " * (depth + 1)

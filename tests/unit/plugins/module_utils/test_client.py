@@ -17,8 +17,8 @@ import pytest
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import wire
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.client import DELETE, UPSERT, Call, \
     SipBreakoutClient
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError, ValidationError
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES, Registration
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.retry import Backoff
 
 M = wire.messages()
@@ -216,9 +216,14 @@ def test_deletes_carry_no_ttl_and_an_upsert_needs_a_route_type():
     calls = _calls(2, verb=DELETE)
     client.run(calls, concurrency=2)
     assert [(call.ok, call.time_to_live) for call in calls] == [(True, None), (True, None)]
-    with pytest.raises(Exception, match="route_type: is required to upsert"):
-        Call(Registration.create(phone_number="+4799900000", sip_uri="sips:pbx.example.com",
-                                 require_route_type=False))
+    no_route = Call(Registration.create(phone_number="+4799900000", sip_uri="sips:pbx.example.com",
+                                        require_route_type=False))
+    done = []
+    client.run([no_route], on_done=done.append)
+    assert done == [no_route] and not no_route.ok and len(_rpc.sent) == 2  # never sent
+    assert str(no_route.error) == "+4799900000: route_type: is required to upsert, one of " + ", ".join(ROUTE_TYPES)
+    with pytest.raises(ValidationError):
+        client.upsert(no_route.registration)
 
 
 def test_a_waiting_retry_is_sent_when_it_is_due_even_with_nothing_in_flight():

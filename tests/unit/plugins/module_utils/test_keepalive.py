@@ -106,6 +106,9 @@ class _Client:
         for call in calls:
             if stop and stop():
                 break
+            if call.error is not None:  # refused before sending
+                on_done(call)
+                continue
             self.calls.append(call.registration.phone_number)
             call.sent_at = clock()
             call.error = self.errors.get(call.registration.phone_number)
@@ -203,3 +206,16 @@ def test_force_refreshes_everything_and_the_loop_sleeps_until_the_next_is_due(tm
     assert runner.seconds_to_next() == runner.settings.max_sleep  # next due in over 2000 s
     clock.now += 5000
     assert runner.seconds_to_next() == keepalive.MIN_SLEEP
+
+
+def test_an_entry_that_cannot_be_sent_fails_alone_and_the_pass_goes_on(tmp_path):
+    runner, client, ledger, _clock = _setup(tmp_path, [
+        ("+4799990001", 10000.0 - 3500, PRINCIPAL), ("+4799990002", 10000.0 - 3400, PRINCIPAL)])
+    with ledger.update() as current:  # a hand edit dropped the route type of one entry
+        entry = next(e for e in current.values() if e.registration.phone_number == "+4799990001")
+        entry.registration = entry.registration._replace(route_type=None)
+    run = runner.run_pass()
+    assert (run["refreshed"], run["failed"]) == (1, 1)
+    assert client.calls == ["+4799990002"]
+    entries = dict((e.registration.phone_number, e) for e in ledger.read().values())
+    assert "route_type: is required to upsert" in entries["+4799990001"].last_error
