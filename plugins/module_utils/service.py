@@ -140,7 +140,6 @@ class RegistrationService:
                 elif fail_fast:
                     stopped_by.append("fail_fast, after %s failed" % call.registration.label)
 
-        concurrency = max(1, int(concurrency))
         # Shared with other module runs; a keepalive pass waits until these calls are recorded.
         with self.ledger.applying():
             try:
@@ -245,6 +244,9 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
         state = options.get("state") or "present"
         items = [Item(_registration(options, state), state)]
 
+    concurrency = DEFAULT_CONCURRENCY if options.get("concurrency") is None else options["concurrency"]
+    if concurrency < 1:
+        raise ValidationError("concurrency", "must be 1 or more, got %d" % concurrency)
     with Connection.from_options(options, on_token=on_token) as connection:
         for item in items:
             connection.check_registration(item.registration)
@@ -252,7 +254,7 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
         steps = service.plan(items, purge=bool(options.get("purge")),
                              max_purge=options.get("max_purge", DEFAULT_MAX_PURGE))
         if not check_mode:
-            service.apply(steps, concurrency=options.get("concurrency") or DEFAULT_CONCURRENCY,
+            service.apply(steps, concurrency=concurrency,
                           fail_fast=bool(options.get("fail_fast")))
         result = dict(changed=any(step.changed for step in steps), ledger_path=service.ledger.path)
         if diff:
