@@ -87,6 +87,12 @@ class Call:
         self.sent = 0  # which send of the run its latest attempt was
         self.code = None  # the gRPC status of its latest attempt
 
+    @property
+    def api_down(self):
+        """Failed for a transient reason with all its retries spent: the API is taken to be down, and the calls
+        not started yet would only wait out the same timeout."""
+        return isinstance(self.error, ApiError) and self.error.retryable
+
 
 class SipBreakoutClient:
     """One TLS channel to the API.

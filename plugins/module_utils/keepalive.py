@@ -47,7 +47,7 @@ import time
 
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
-from .errors import ApiError, LedgerError, SipBreakoutError, ValidationError
+from .errors import LedgerError, SipBreakoutError, ValidationError
 from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, HealthFile, hostname, render_metrics, summarize, \
     write_textfile
 from .ledger import Ledger, isoformat
@@ -284,8 +284,8 @@ class Keepalive:
             LOG.error("cannot get an access token, no registration refreshed: %s", exc)
 
         def on_done(call):
-            if isinstance(call.error, ApiError) and call.error.retryable and not blocker:
-                blocker.append(call.error)  # the API is down: the others would only wait out the same timeout
+            if call.api_down and not blocker:
+                blocker.append(call.error)
 
         calls = [Call(entry.registration) for entry in due]
         lowest = self.settings.concurrency

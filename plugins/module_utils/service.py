@@ -135,7 +135,7 @@ class RegistrationService:
 
         def on_done(call):
             if call.error is not None and not stopped_by:
-                if getattr(call.error, "retryable", False):
+                if call.api_down:
                     stopped_by.append("the API stayed unavailable (%s)" % call.error)
                 elif fail_fast:
                     stopped_by.append("fail_fast, after %s failed" % call.registration.label)
