@@ -249,7 +249,10 @@ def test_a_server_that_sheds_load_gets_fewer_calls_in_flight_until_it_copes():
     shed = len(rpc.sent) - 300
     assert all(call.ok for call in calls), [str(call.error) for call in calls if call.error][:3]
     assert lowest <= 8  # halved from 64 until the server took them
-    assert 0 < shed < 150, shed  # without the cuts, most of every round of 64 would be shed again and again
+    # With the cuts about 120 to 150 refusals (measured over 30 runs); without them, most of every round of 64 is
+    # refused again and again: about 1,450 refusals and some 270 calls out of retries. Fewer refusals than calls
+    # tells the two apart with room for a slow machine's timing.
+    assert 0 < shed < len(calls), shed
 
 
 def test_the_calls_in_flight_grow_back_once_the_server_copes():
