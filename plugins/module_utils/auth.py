@@ -124,7 +124,9 @@ class StaticToken(TokenSource):
     """An access token obtained elsewhere, e.g. a user token from the authorization-code flow."""
 
     kind = "access_token"
-    principal = "user-token"
+    # An access token does not say whose it is, and each one lives an hour: every access token shares this one
+    # principal (see ledger_path).
+    principal = "access-token"
 
     def __init__(self, access_token):
         self._access_token = access_token
@@ -288,12 +290,15 @@ class RefreshToken(_EndpointTokenSource):
     """
 
     kind = "refresh_token"
-    principal = "user-token"
 
     def __init__(self, refresh_token, client_id, client_secret, **kwargs):
         super().__init__(client_id, client_secret, **kwargs)
         self._refresh_token = refresh_token
-        self._key = cache_key("refresh_token", self.token_url, client_id, _stretch(refresh_token, client_id))
+        stretched = _stretch(refresh_token, client_id)
+        self._key = cache_key("refresh_token", self.token_url, client_id, stretched)
+        # The subscription the configured refresh token was granted for, named by a digest of it that stays the
+        # same while the operator rotates the token: two subscribers' registrations on one ledger never mix.
+        self.principal = "user:%s:%s" % (client_id, stretched[:12])
 
     def describe(self):
         return "the refresh_token of client '%s'" % self.client_id

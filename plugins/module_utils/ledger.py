@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The ledger: what this host applied at the operator, since the API cannot be asked.
 
-One entry per registration, keyed by API endpoint, principal (client id, user token or anonymous), number and
+One entry per registration, keyed by API endpoint, principal (``TokenSource.principal``: whose credentials applied it), number and
 ``sip_uri``. It holds the registration as last sent, when the last successful upsert was, the TTL the server
 returned and the last error. It never holds a token or secret. The keepalive reads the same file.
 """

@@ -113,7 +113,11 @@ registrations:
       type: str
       sample: api.wgtwo.com:443
     principal:
-      description: Who applied it (client id, C(user-token) or C(anonymous)); never a secret.
+      description:
+        - Whose credentials applied it, never a secret. C(client:<client id>) for client credentials,
+          C(user:<client id>:<digest>) for the subscription of a refresh token (the digest names the configured
+          refresh token and stays the same while the operator rotates it), C(access-token) for any access token,
+          C(anonymous) without credentials.
       type: str
       sample: "client:pbx-provisioning"
     state:

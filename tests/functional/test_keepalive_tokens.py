@@ -11,6 +11,9 @@ import subprocess
 
 from sipbreakout_emulator.testing import running_emulator
 
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
+
 from keepalive_support import CLIENT_ID, CLIENT_SECRET, KEEPALIVE, SIP_URI, Workdir, module_options, read_health, \
     register, run_once, wait_for, write_config
 
@@ -35,10 +38,12 @@ def test_rotated_refresh_token_survives_a_kill_and_nothing_secret_is_logged(tmp_
     work = Workdir(tmp_path)
     with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)], ttl=3600) as emu:
         grant = emu.user_token(NUMBER, client_id=CLIENT_ID)
-        # The module applied it with the user's access token: a user-token registration, no number needed.
-        register(emu, work, [None], access_token=grant["access_token"], client_id=None, client_secret=None)
+        # The module applied it with the user's refresh token (no number needed) and the keepalive's token cache,
+        # as the pbx role does, so that both go on with the rotated refresh token.
+        register(emu, work, [None], refresh_token=grant["refresh_token"], token_cache_path=work.tokens)
         write_config(emu, work, refresh_token=grant["refresh_token"], timeout=8.0)
         secrets_seen = {CLIENT_SECRET, grant["access_token"], grant["refresh_token"]}
+        secrets_seen.update(_tokens_in_cache(work.tokens))
 
         for round_number in (1, 2):
             # The token endpoint answers at once; the API call after it hangs for 2 s. Kill in between.
@@ -93,6 +98,39 @@ def test_rotated_refresh_token_survives_a_kill_and_nothing_secret_is_logged(tmp_
             assert os.stat(path).st_mode & 0o077 == 0, path
         assert os.stat(work.metrics).st_mode & 0o777 == 0o644
         assert len(secrets_seen) >= 7
+
+
+def test_two_subscribers_refresh_tokens_keep_their_registrations_apart_on_one_ledger(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)], ttl=3600) as emu:
+        alice, bob = (emu.user_token(number, client_id=CLIENT_ID) for number in ("+4799997011", "+4799997012"))
+        # Both point at the same PBX and leave the number out, as a user token allows: the same ledger key but
+        # for the principal, which must tell the two subscribers apart.
+        for grant in (alice, bob):
+            register(emu, work, [None], refresh_token=grant["refresh_token"], token_cache_path=work.tokens)
+        principals = sorted(entry.principal for entry in Ledger(work.ledger).read().values())
+        assert len(set(principals)) == 2 and all(p.startswith("user:%s:" % CLIENT_ID) for p in principals)
+
+        # Alice's declarative set without that PBX deletes her registration, and only hers.
+        moved = dict(sip_uri="sips:other.example.com", route_type="loop")
+        result = ensure_from_options(module_options(emu, work, refresh_token=alice["refresh_token"],
+                                                    token_cache_path=work.tokens, registrations=[moved],
+                                                    purge=True, max_purge=100))
+        assert result["summary"]["created"] == 1 and result["summary"]["deleted"] == 1, result["summary"]
+        assert sorted((reg["phone_number"], reg["sip_uri"]) for reg in emu.registrations()) == [
+            ("+4799997011", "sips:other.example.com"), ("+4799997012", SIP_URI)]
+
+        # Bob's keepalive refreshes Bob's registration and reports Alice's as not its own, instead of upserting
+        # her PBX with his token.
+        upserts = dict((reg["phone_number"], reg["upserts"]) for reg in emu.registrations())
+        write_config(emu, work, refresh_token=bob["refresh_token"])
+        status, log = run_once(work, "--force")
+        assert status == 0, log
+        after = dict((reg["phone_number"], reg["upserts"]) for reg in emu.registrations())
+        assert after == {"+4799997011": upserts["+4799997011"], "+4799997012": upserts["+4799997012"] + 1}
+        failures = read_health(work)["failures"]
+        assert [failure["sip_uri"] for failure in failures] == ["sips:other.example.com"]
+        assert "not refreshed by this keepalive" in failures[0]["error"]
 
 
 def test_a_config_that_others_can_read_is_refused(tmp_path):
