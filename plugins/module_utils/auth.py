@@ -7,6 +7,7 @@ Every task of a play is a new process, so tokens obtained from the token endpoin
 file (0600, never the client secret) and reused until shortly before they expire.
 """
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -17,7 +18,7 @@ from urllib.parse import quote_plus
 
 from .errors import AuthError, ValidationError
 from .retry import Backoff
-from .statefile import StateFile
+from .statefile import StateFile, locked
 from .trust import ca_bundle_path
 
 # requests and requests-oauthlib are only looked for here and imported by _oauth() when a token is fetched: a run on
@@ -60,12 +61,22 @@ class TokenCache:
                 del body[stale]
             body[key] = entry
 
-    def forget_access_token(self, key):
+    def forget_access_token(self, key, refused):
         with self._file.update() as body:
             entry = body.get(key)
-            if entry:
+            # Only the refused token: another process may already have stored a fresh one.
+            if entry and entry.get("access_token") == refused:
                 entry.pop("access_token", None)
                 entry["expires_at"] = 0
+
+    @contextlib.contextmanager
+    def fetching(self, key, timeout):
+        """Held while a token for ``key`` is requested, so that the processes sharing this cache (module runs, the
+        keepalive) request one at a time: a rotating refresh token sent twice is refused the second time, and some
+        servers then revoke the whole grant. Yields the entry as it is once the lock is held, which may hold the
+        token another process just fetched."""
+        with locked(self._file.path + ".fetch.lock", timeout, error=AuthError):
+            yield self.get(key)
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,7 +184,7 @@ class _EndpointTokenSource(TokenSource):
                 self._current = cached
             else:
                 try:
-                    self._current = self._obtain(deadline, cached)
+                    self._current = self._fetch(deadline, cached)
                 except AuthError as exc:
                     self._failure = (exc, time.monotonic() + deadline.seconds)
                     raise
@@ -188,7 +199,7 @@ class _EndpointTokenSource(TokenSource):
             if self._current and self._current["access_token"] == refused:
                 self._current = None
                 if self._cache:
-                    self._cache.forget_access_token(self._key)
+                    self._cache.forget_access_token(self._key, refused)
         return True
 
     def _usable(self, entry):
@@ -197,6 +208,14 @@ class _EndpointTokenSource(TokenSource):
         lifetime = entry.get("expires_in") or 3600
         margin = min(60.0, lifetime / 10.0)
         return bool(entry.get("access_token")) and expires_at - margin > self._clock()
+
+    def _fetch(self, deadline, cached):
+        if not self._cache:
+            return self._obtain(deadline, cached)
+        with self._cache.fetching(self._key, deadline.remaining()) as cached:
+            if cached and self._usable(cached):  # fetched by another process while this one waited for the lock
+                return cached
+            return self._obtain(deadline, cached)
 
     def _obtain(self, deadline, cached):
         oauth = _oauth()
@@ -217,8 +236,11 @@ class _EndpointTokenSource(TokenSource):
         expires_in = float(token.get("expires_in") or 3600)
         entry = {"access_token": token["access_token"], "expires_in": expires_in,
                  "expires_at": self._clock() + expires_in}
-        if token.get("refresh_token"):
-            entry["refresh_token"] = token["refresh_token"]
+        # A server may answer a refresh without a new refresh token (RFC 6749 section 6); the one just used then
+        # stays the one to use, and must not be dropped from the cache.
+        refresh_token = token.get("refresh_token") or (cached or {}).get("refresh_token")
+        if refresh_token:
+            entry["refresh_token"] = refresh_token
         scopes = token.get("scope")
         if scopes is not None and SCOPE not in (scopes if isinstance(scopes, list) else str(scopes).split()):
             raise AuthError("the token endpoint %s granted %s scope(s) %r but not '%s', which the API needs; "

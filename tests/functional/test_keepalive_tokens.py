@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import time
 
 from sipbreakout_emulator.testing import running_emulator
 
@@ -18,6 +20,24 @@ from keepalive_support import CLIENT_ID, CLIENT_SECRET, KEEPALIVE, SIP_URI, Work
     register, run_once, wait_for, write_config
 
 NUMBER = "+4799997001"
+
+# A process that needs a token at ``start`` (epoch seconds), as a module run and a keepalive pass on one host may.
+TOKEN_AT = """
+import json, sys, time
+import requests_oauthlib  # imported before the start, so that the processes reach the token endpoint together
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.auth import select_token_source
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.retry import Deadline
+options = json.load(sys.stdin)
+start = options.pop("start")
+source = select_token_source(**options)
+time.sleep(max(0.0, start - time.time()))
+try:
+    source.token(Deadline(10))
+    print("token")
+except AuthError as exc:
+    print(exc)
+"""
 
 
 def _refreshes(emu):
@@ -131,6 +151,26 @@ def test_two_subscribers_refresh_tokens_keep_their_registrations_apart_on_one_le
         failures = read_health(work)["failures"]
         assert [failure["sip_uri"] for failure in failures] == ["sips:other.example.com"]
         assert "not refreshed by this keepalive" in failures[0]["error"]
+
+
+def test_processes_sharing_a_token_cache_trade_the_refresh_token_once(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)]) as emu:
+        grant = emu.user_token(NUMBER, client_id=CLIENT_ID)
+        options = dict(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=grant["refresh_token"],
+                       token_url=emu.token_url, ca_path=emu.ca_path, token_cache_path=work.tokens,
+                       start=time.time() + 1.5)
+        processes = [subprocess.Popen([sys.executable, "-c", TOKEN_AT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True) for _ in range(3)]
+        for process in processes:
+            process.stdin.write(json.dumps(options))
+            process.stdin.close()
+        answers = [process.stdout.read().strip() for process in processes]
+        assert [process.wait(30) for process in processes] == [0, 0, 0]
+        # One trade of the refresh token; the others waited and took the token it stored. Sent twice, a rotating
+        # refresh token is refused the second time (and some servers revoke the whole grant for it).
+        assert answers == ["token"] * 3, answers
+        assert _refreshes(emu) == ["issued"]
 
 
 def test_a_config_that_others_can_read_is_refused(tmp_path):

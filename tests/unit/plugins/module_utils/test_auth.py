@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the wgtwo.sipbreakout collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The token cache under a refresh token: what must survive from one process to the next. The token endpoint is
+scripted (``_request``); the emulator tests drive the real requests-oauthlib exchange."""
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.auth import RefreshToken, TokenCache
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.retry import Deadline
+
+
+class _Endpoint:
+    """Accepts each refresh token once when it rotates; ``rotations`` says, per answer, whether it does."""
+
+    def __init__(self, rotations):
+        self.rotations = list(rotations)
+        self.valid = {"rt-0"}
+        self.answers = 0
+
+    def refresh(self, refresh_token):
+        if refresh_token not in self.valid:
+            raise AuthError("invalid_grant: %s was already used" % refresh_token)
+        self.answers += 1
+        answer = {"access_token": "at-%d" % self.answers, "expires_in": 3600, "scope": "call.routing:write"}
+        if self.rotations.pop(0):
+            self.valid.discard(refresh_token)
+            answer["refresh_token"] = "rt-%d" % self.answers
+            self.valid.add(answer["refresh_token"])
+        return answer
+
+
+class _Scripted(RefreshToken):
+    endpoint = None
+
+    def _request(self, deadline, cached):
+        return self.endpoint.refresh((cached or {}).get("refresh_token") or self._refresh_token)
+
+
+def _process(endpoint, cache_path, now):
+    """A new process's token source: a fresh object over the shared cache file."""
+    source = _Scripted("rt-0", "client-1", "secret-1", token_url="https://id.example.com/oauth2/token",
+                       cache=TokenCache(cache_path, clock=lambda: now[0]), clock=lambda: now[0])
+    source.endpoint = endpoint
+    return source
+
+
+def test_a_refresh_answered_without_a_new_refresh_token_keeps_the_one_in_use(tmp_path):
+    endpoint = _Endpoint(rotations=[True, False, True])
+    now = [1000.0]
+    tokens = []
+    for _run in range(3):  # three processes, each after the last one's access token expired
+        tokens.append(_process(endpoint, str(tmp_path / "tokens.json"), now).token(Deadline(5)))
+        now[0] += 4000
+    assert tokens == ["at-1", "at-2", "at-3"]  # the third traded rt-1, kept from the first answer
+    assert endpoint.valid == {"rt-3"}
+
+
+def test_a_refused_token_is_forgotten_but_not_the_fresh_one_another_process_stored(tmp_path):
+    now = [1000.0]
+    cache_path = str(tmp_path / "tokens.json")
+    endpoint = _Endpoint(rotations=[True, True])
+    first, second = _process(endpoint, cache_path, now), _process(endpoint, cache_path, now)
+    refused = first.token(Deadline(5))
+    assert second.token(Deadline(5)) == refused  # from the cache: one request
+    first.invalidate(refused)
+    fresh = first.token(Deadline(5))
+    second.invalidate(refused)  # a late answer to a call the other process made with the old token
+    assert second.token(Deadline(5)) == fresh
+    assert endpoint.answers == 2
