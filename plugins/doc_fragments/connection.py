@@ -33,7 +33,8 @@ options:
   access_token:
     description:
       - An access token obtained elsewhere, for example a user token from the authorization-code flow, which
-        belongs to one subscription so that O(ignore:phone_number) may be left out.
+        belongs to one subscription so that O(ignore:phone_number) may be left out. Given or not, the number is
+        the token's, so the same O(ignore:sip_uri) with and without it is one registration.
       - Cannot be renewed; when the API rejects it the task fails and says so.
       - Mutually exclusive with O(refresh_token) and O(client_id).
       - If not set, the environment variable E(WGTWO_ACCESS_TOKEN) is used; an empty one counts as unset.

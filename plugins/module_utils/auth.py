@@ -30,6 +30,8 @@ REQUESTS_OAUTHLIB_IMPORT_ERROR = "no module named %s" % ", ".join(_MISSING_OAUTH
     if _MISSING_OAUTH_LIBRARIES else None
 
 SCOPE = "call.routing:write"
+ACCESS_TOKEN_PRINCIPAL = "access-token"
+USER_PRINCIPAL_PREFIX = "user:"
 DEFAULT_TOKEN_URL = "https://id.wgtwo.com/oauth2/token"
 DEFAULT_TOKEN_CACHE = "~/.cache/wgtwo.sipbreakout/tokens.json"
 
@@ -92,6 +94,11 @@ def _oauth():
                                  OAuth2Error=OAuth2Error, OAuth2Session=OAuth2Session)
 
 
+def names_one_subscription(principal):
+    """Whether registrations applied as ``principal`` all belong to the token's one subscription (user tokens)."""
+    return principal == ACCESS_TOKEN_PRINCIPAL or principal.startswith(USER_PRINCIPAL_PREFIX)
+
+
 def cache_key(*parts):
     """A digest naming an identity; secrets that go into it are stretched first so the key does not reveal them."""
     digest = hashlib.sha256()
@@ -137,7 +144,7 @@ class StaticToken(TokenSource):
     kind = "access_token"
     # An access token does not say whose it is, and each one lives an hour: every access token shares this one
     # principal (see ledger_path).
-    principal = "access-token"
+    principal = ACCESS_TOKEN_PRINCIPAL
 
     def __init__(self, access_token):
         self._access_token = access_token
@@ -320,7 +327,7 @@ class RefreshToken(_EndpointTokenSource):
         self._key = cache_key("refresh_token", self.token_url, client_id, stretched)
         # The subscription the configured refresh token was granted for, named by a digest of it that stays the
         # same while the operator rotates the token: two subscribers' registrations on one ledger never mix.
-        self.principal = "user:%s:%s" % (client_id, stretched[:12])
+        self.principal = "%s%s:%s" % (USER_PRINCIPAL_PREFIX, client_id, stretched[:12])
 
     def describe(self):
         return "the refresh_token of client '%s'" % self.client_id

@@ -71,6 +71,7 @@ def describe(entry, now, expiring_within=None, refresh_fraction=DEFAULT_REFRESH_
         last_attempt_at=isoformat(entry.last_attempt_at),
         last_result=last_result(entry),
         last_error=entry.last_error,
+        delete_pending=entry.delete_pending,
     )
     return result
 
@@ -101,7 +102,7 @@ def summarize(entries, now, refresh_fraction=DEFAULT_REFRESH_FRACTION, unmanaged
         expires_at = entry.expires_at
         if expires_at is not None and expires_at > now and (nearest is None or expires_at < nearest.expires_at):
             nearest = entry
-        error = entry.last_error or unmanaged.get(entry.key)
+        error = unmanaged.get(entry.key) or entry.last_error
         if error:
             failures.append(dict(phone_number=entry.registration.phone_number, sip_uri=entry.registration.sip_uri,
                                  state=item["state"], error=error, expires_at=item["expires_at"],

@@ -142,7 +142,8 @@ def parse_config(data, path="config"):
         values[name] = _convert(path, name, CONNECTION_TYPES.get(name, "str"),
                                 data.get(name, CONNECTION_DEFAULTS.get(name)))
     for name, (kind, default) in SETTINGS.items():
-        values[name] = _convert(path, name, kind, data.get(name, default))
+        # null is the default here (a templated config may write one); only a connection option's null says "none".
+        values[name] = _convert(path, name, kind, default if data.get(name) is None else data[name])
     _check_ranges(path, values)
     if not values["token_cache_path"] and values.get("refresh_token"):
         raise ValidationError("token_cache_path", "%s: is required with refresh_token: the operator rotates refresh "
@@ -258,6 +259,11 @@ class Keepalive:
                 unmanaged[key] = ("not refreshed by this keepalive: applied at %s as %s, but it is configured for "
                                   "%s as %s" % (entry.endpoint, entry.principal, self.connection.endpoint,
                                                 self.connection.principal))
+            elif entry.delete_pending:
+                unmanaged[key] = ("not refreshed: it was asked to be deleted, and the delete has not succeeded yet%s; "
+                                  "it lapses by %s unless the next run's delete removes it first"
+                                  % (" (%s)" % entry.last_error if entry.last_error else "",
+                                     isoformat(entry.expires_at)))
             elif force or self.next_attempt_at(entry, lookahead) <= started:
                 due.append(entry)
         run["due"] = len(due)
@@ -299,7 +305,7 @@ class Keepalive:
             with self.ledger.update() as current:
                 for entry, call in zip(due, calls):
                     self._record(current.get(entry.key), entry, call, blocker, run)
-        if lowest < self.settings.concurrency:
+        if lowest < min(self.settings.concurrency, len(calls)):  # fewer calls than the window never felt the cut
             LOG.warning("%s", shed_warning(lowest, self.settings.concurrency))
 
     def _record(self, entry, sent, call, blocker, run):

@@ -13,6 +13,7 @@ import datetime
 import json
 import time
 
+from .auth import names_one_subscription
 from .errors import LedgerError
 from .registration import Registration
 from .statefile import StateFile, locked
@@ -29,14 +30,17 @@ def isoformat(epoch):
 
 
 def entry_key(endpoint, principal, registration):
-    return json.dumps([endpoint, principal, registration.phone_number, registration.sip_uri])
+    # With a user token the number is the token's, whether or not it is given: "+47..." and no number for the same
+    # sip_uri are one registration at the operator, so they must be one entry.
+    number = None if names_one_subscription(principal) else registration.phone_number
+    return json.dumps([endpoint, principal, number, registration.sip_uri])
 
 
 class LedgerEntry:
     """One registration as this host last applied it."""
 
     def __init__(self, endpoint, principal, registration, upserted_at=None, time_to_live=None, last_error=None,
-                 last_attempt_at=None):
+                 last_attempt_at=None, delete_pending=False):
         self.endpoint = endpoint
         self.principal = principal
         self.registration = registration
@@ -44,6 +48,9 @@ class LedgerEntry:
         self.time_to_live = time_to_live
         self.last_error = last_error
         self.last_attempt_at = last_attempt_at
+        # A delete was asked for and failed: the registration may or may not still exist, but it must not be
+        # renewed; the next run that asks for it absent (or purges it) sends the delete again.
+        self.delete_pending = delete_pending
 
     @property
     def key(self):
@@ -69,13 +76,14 @@ class LedgerEntry:
             "expires_at": isoformat(self.expires_at),
             "last_error": self.last_error,
             "last_attempt_at": self.last_attempt_at,
+            "delete_pending": self.delete_pending,
         }
 
     @classmethod
     def from_json(cls, data):
         return cls(data["endpoint"], data["principal"], Registration.from_dict(data["registration"]),
                    data.get("upserted_at"), data.get("time_to_live"), data.get("last_error"),
-                   data.get("last_attempt_at"))
+                   data.get("last_attempt_at"), bool(data.get("delete_pending")))
 
 
 class Ledger:

@@ -103,8 +103,7 @@ class RegistrationService:
                 raise ValidationError("registrations", "%s appears more than once" % item.registration.label,
                                       item.registration.phone_number)
             keys.add(key)
-            entry = entries.get(key)
-            steps.append(Step(item, key, entry.registration if entry is not None and entry.live(now) else None))
+            steps.append(Step(item, key, _before(entries.get(key), item.state, now)))
         if purge:
             steps.extend(self._purge_steps(entries, keys, now, max_purge))
         return steps
@@ -120,8 +119,8 @@ class RegistrationService:
                                                    len(doomed), len(mine), self.ledger.path,
                                                    self.connection.principal, self.connection.endpoint,
                                                    len(doomed) * 100.0 / len(mine), max_purge))
-        return [Step(Item(entry.registration, "absent"), key, entry.registration if entry.live(now) else None,
-                     purge=True) for key, entry in doomed]
+        return [Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True)
+                for key, entry in doomed]
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
         """Send every step's call, ``concurrency`` in flight; record the successes in the ledger, once.
@@ -149,14 +148,16 @@ class RegistrationService:
                 self._record(steps)
         for step in steps:
             step.settle(stopped_by[0] if stopped_by else None)
-        if lowest < concurrency:
+        if lowest < min(concurrency, len(steps)):  # fewer calls than the window never felt the cut
             self.warnings.append(shed_warning(lowest, concurrency))
         return steps
 
     def _record(self, steps):
         applied = [step for step in steps if step.call.ok]
         failed = [step for step in steps if step.call.error is not None]
-        if not applied and not failed:
+        # Asked away but not (yet) deleted, because the delete failed or the run stopped before it was sent.
+        undeleted = [step for step in steps if step.item.state == "absent" and not step.call.ok]
+        if not applied and not failed and not undeleted:
             return
         endpoint, principal = self.connection.endpoint, self.connection.principal
         with self.ledger.update() as entries:
@@ -173,6 +174,9 @@ class RegistrationService:
                 if step.key in entries:
                     entries[step.key].last_error = str(step.call.error)
                     entries[step.key].last_attempt_at = self.clock()
+            for step in undeleted:
+                if step.key in entries:
+                    entries[step.key].delete_pending = True
 
     def other_registrations(self, registration, key):
         """Warn about other live registrations of the same number: they stay at the operator until they lapse.
@@ -189,6 +193,18 @@ class RegistrationService:
                                 % (registration.phone_number or "this user token", other.registration.sip_uri,
                                    self.ledger.path, isoformat(other.expires_at)))
         return warnings
+
+
+def _before(entry, state, now):
+    """What the ledger says is live at the operator for a step, as far as the plan is concerned.
+
+    A registration whose delete failed may still be live: asked absent again it is deleted again, asked present it is
+    upserted as new."""
+    if entry is None:
+        return None
+    if entry.delete_pending:
+        return entry.registration if state == "absent" else None
+    return entry.registration if entry.live(now) else None
 
 
 def _registration(options, state, option_prefix=""):

@@ -156,6 +156,12 @@ registrations:
       description: Why the last attempt failed, or V(null).
       type: str
       sample: "the API rejected the registration (STATUS_CODE_NOT_ACCEPTABLE): Secure SIP domain name required"
+    delete_pending:
+      description:
+        - V(true) when a run asked for it to be deleted and the delete failed or was not sent. The keepalive does not renew it, so
+          it lapses unless it is deleted first; the next run that asks for it absent, or purges it, deletes it again.
+      type: bool
+      sample: false
 states:
   description: How many registrations are in each state.
   returned: always

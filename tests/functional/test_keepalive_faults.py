@@ -9,8 +9,10 @@ import subprocess
 import threading
 import time
 
+import pytest
 from sipbreakout_emulator.testing import running_emulator
 
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 
@@ -190,3 +192,63 @@ def test_a_pass_never_resends_what_a_module_run_has_changed_but_not_yet_recorded
         assert sorted((number, reg["route_type"], reg["upserts"]) for number, reg in now.items()) == [
             (number, "ROUTE_TYPE_FORK", 3) for number in numbers]
         assert all(entry.registration.route_type == "fork" for entry in Ledger(work.ledger).read().values())
+
+
+def test_a_delete_that_failed_is_never_renewed_and_is_sent_again_by_the_next_run(tmp_path):
+    work = Workdir(tmp_path)
+    kept, removed = "+4799996201", "+4799996202"
+    with running_emulator(tmp_path / "emu", clients=CLIENTS) as emu:
+        register(emu, work, [kept, removed])
+        absent = module_options(emu, work, phone_number=removed, sip_uri=SIP_URI, state="absent", retries=0,
+                                timeout=2.0)
+        emu.faults(unavailable=1)  # the delete fails; as far as the ledger can tell, it may have been carried out
+        with pytest.raises(ApiError, match="UNAVAILABLE"):
+            ensure_from_options(absent)
+        assert Ledger(work.ledger).read()  # nothing forgotten: the entry stays, marked
+        assert [entry.delete_pending for entry in sorted(Ledger(work.ledger).read().values(),
+                                                          key=lambda e: e.registration.phone_number)] == [False, True]
+
+        # The keepalive renews the one that stays and not the one asked away, and says so.
+        upserts = dict((number, reg["upserts"]) for number, reg in held(emu).items())
+        write_config(emu, work)
+        status, log = run_once(work, "--force")
+        assert status == 0, log
+        assert dict((number, reg["upserts"]) for number, reg in held(emu).items()) == {
+            kept: upserts[kept] + 1, removed: upserts[removed]}
+        failures = read_health(work)["failures"]
+        assert [failure["phone_number"] for failure in failures] == [removed]
+        assert failures[0]["error"].startswith("not refreshed: it was asked to be deleted, and the delete has not "
+                                               "succeeded yet (")
+
+        # Asked present again instead, it would be upserted as new, and renewed from then on.
+        emu.faults(unavailable=1)
+        with pytest.raises(ApiError, match="UNAVAILABLE"):
+            ensure_from_options(absent)
+        back = ensure_from_options(dict(absent, state="present", route_type="loop"))
+        assert back["changed"] and back["registration"]["phone_number"] == removed
+        assert not any(entry.delete_pending for entry in Ledger(work.ledger).read().values())
+        emu.faults(unavailable=1)
+        with pytest.raises(ApiError, match="UNAVAILABLE"):
+            ensure_from_options(absent)
+
+        # The next run asking for it absent deletes it at the emulator and drops it from the ledger.
+        again = ensure_from_options(absent)
+        assert again["changed"] and not again.get("failed")
+        assert sorted(held(emu)) == [kept]
+        assert [entry.registration.phone_number for entry in Ledger(work.ledger).read().values()] == [kept]
+
+
+def test_deletes_a_stopped_run_never_sent_are_not_renewed_either(tmp_path):
+    work = Workdir(tmp_path)
+    numbers = ["+4799996301", "+4799996302", "+4799996303"]
+    with running_emulator(tmp_path / "emu", clients=CLIENTS) as emu:
+        register(emu, work, numbers)
+        emu.faults(unavailable_for=30)  # the API is down: the first delete fails, the run sends no other
+        result = ensure_from_options(module_options(
+            emu, work, registrations=[dict(phone_number=number, sip_uri=SIP_URI, state="absent")
+                                      for number in numbers[:2]], concurrency=1, retries=0, timeout=1.0))
+        emu.faults(clear=True)
+        assert [item["result"] for item in result["results"]] == ["failed", "not_sent"]
+        pending = dict((entry.registration.phone_number, entry.delete_pending)
+                       for entry in Ledger(work.ledger).read().values())
+        assert pending == {numbers[0]: True, numbers[1]: True, numbers[2]: False}

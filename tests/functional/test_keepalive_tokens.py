@@ -173,6 +173,22 @@ def test_processes_sharing_a_token_cache_trade_the_refresh_token_once(tmp_path):
         assert _refreshes(emu) == ["issued"]
 
 
+def test_with_a_user_token_the_number_given_or_not_names_one_registration(tmp_path):
+    work = Workdir(tmp_path)
+    with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)]) as emu:
+        token = emu.user_token(NUMBER, client_id=CLIENT_ID)["access_token"]
+        user = dict(access_token=token, client_id=None, client_secret=None)
+        register(emu, work, [None], **user)  # applied without the number, as a user token allows
+        assert [(reg["phone_number"], reg["sip_uri"]) for reg in emu.registrations()] == [(NUMBER, SIP_URI)]
+
+        # Removed naming the number: the same registration at the operator, so the same ledger entry goes.
+        removed = ensure_from_options(module_options(emu, work, phone_number=NUMBER, sip_uri=SIP_URI,
+                                                     state="absent", **user))
+        assert removed["changed"]
+        assert emu.registrations() == []
+        assert Ledger(work.ledger).read() == {}  # nothing left for a keepalive to bring back
+
+
 def test_a_config_that_others_can_read_is_refused(tmp_path):
     work = Workdir(tmp_path)
     with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)]) as emu:

@@ -67,6 +67,12 @@ def test_config_refuses_bad_values_naming_the_key(data, option):
     assert "12345" not in str(caught.value)
 
 
+def test_a_null_setting_takes_its_default():
+    settings = keepalive.parse_config({"jitter": None, "ledger_path": None, "concurrency": None}, "cfg.json")
+    assert settings.jitter == 0.25 and settings.concurrency == keepalive.DEFAULT_CONCURRENCY
+    assert settings.ledger_path == "/var/lib/wgtwo-sipbreakout/ledger.json"
+
+
 def test_invalid_json_is_reported_without_its_content(tmp_path):
     path = tmp_path / "keepalive.json"
     _write(path, '{"client_secret": "do-not-show" oops}')
