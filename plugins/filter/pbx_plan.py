@@ -179,6 +179,11 @@ class _Plan(object):
         if value is None or value == "":
             self.problem(variable, "is required: the SIP edge tells MO from MT calls by this prefix")
             return None
+        if isinstance(value, (int, float)):
+            # What YAML made of it can no longer be told apart: 00 became 0, 011 became 9.
+            self.problem(variable, "%s is a number, not a string of digits: quote it in YAML (\"00\", not 00, which "
+                                   "YAML reads as 0)" % value)
+            return None
         return self.checked(normalize_prefix, variable, to_text(value))
 
 

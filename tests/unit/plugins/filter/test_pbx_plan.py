@@ -12,7 +12,7 @@ from ansible_collections.wgtwo.sipbreakout.plugins.filter.pbx_plan import Filter
 GOOD = {
     "sipbreakout_sip_uri": "SIPS:pbx1.example.net:5061",
     "sipbreakout_mobile_originating_prefix": "11",
-    "sipbreakout_mobile_terminating_prefix": 22,
+    "sipbreakout_mobile_terminating_prefix": "22",
     "sipbreakout_registrations": [
         {"phone_number": "+47 9999-0000", "route_type": "loop"},
         {"phone_number": "+4799990001", "route_type": "fallback", "sip_uri": "sips:edge.example.net"},
@@ -82,6 +82,11 @@ def test_core_uri_without_port():
     (dict(sipbreakout_sip_uri=""), "sipbreakout_sip_uri: is required"),
     (dict(sipbreakout_mobile_originating_prefix="1a"),
      "sipbreakout_mobile_originating_prefix: '1a' is not a prefix"),
+    (dict(sipbreakout_mobile_terminating_prefix=0),
+     'sipbreakout_mobile_terminating_prefix: 0 is a number, not a string of digits: quote it in YAML ("00"'),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loop",
+                                      "mobile_originating_prefix": 9}]),
+     "sipbreakout_registrations[0].mobile_originating_prefix: 9 is a number"),
     (dict(sipbreakout_mobile_terminating_prefix=""),
      "sipbreakout_mobile_terminating_prefix: is required: the SIP edge tells MO from MT calls by this prefix"),
     (dict(sipbreakout_mobile_terminating_prefix="11"),
