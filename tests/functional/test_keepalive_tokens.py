@@ -161,7 +161,7 @@ def test_processes_sharing_a_token_cache_trade_the_refresh_token_once(tmp_path):
                        token_url=emu.token_url, ca_path=emu.ca_path, token_cache_path=work.tokens,
                        start=time.time() + 1.5)
         processes = [subprocess.Popen([sys.executable, "-c", TOKEN_AT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True) for _ in range(3)]
+                                      text=True) for _process in range(3)]
         for process in processes:
             process.stdin.write(json.dumps(options))
             process.stdin.close()
