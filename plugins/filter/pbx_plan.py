@@ -204,7 +204,12 @@ def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix, require_sip_uri
                          % (", ".join(unknown), ", ".join(sorted(_REGISTRATION_KEYS))))
             continue
         problems_before = len(plan.problems)
-        number = plan.checked(normalize_phone_number, where + ".phone_number", entry.get("phone_number"))
+        if entry.get("phone_number") in (None, ""):
+            plan.problem(where + ".phone_number", "is required: the number this entry registers, such as "
+                                                  "'+4799990000'")
+            number = None
+        else:
+            number = plan.checked(normalize_phone_number, where + ".phone_number", entry["phone_number"])
         state = plan.checked(normalize_state, where + ".state", entry.get("state"))
         route_type = plan.checked(normalize_route_type, where + ".route_type", entry.get("route_type"), state)
         if entry.get("sip_uri") not in (None, ""):

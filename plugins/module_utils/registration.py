@@ -44,7 +44,7 @@ def normalize_phone_number(value, option="phone_number"):
 
 
 def normalize_sip_uri(value, option="sip_uri"):
-    """Return ``value`` with a lower-case ``sips:`` scheme if it is ``sips:host`` or ``sips:host:port``."""
+    """Return ``value`` in lower case (scheme and host) if it is ``sips:host`` or ``sips:host:port``."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(option, "is required, for example 'sips:pbx.example.com:5061'")
     uri = value.strip()
@@ -64,6 +64,9 @@ def normalize_sip_uri(value, option="sip_uri"):
                                       "headers" % value)
     if not _valid_host(host):
         raise ValidationError(option, "'%s' does not name a valid host name or IP address" % value)
+    # Host names compare without regard to case (RFC 3261 19.1.4): one spelling, so one ledger entry and one
+    # duplicate check per registration.
+    host = host.lower()
     if port is not None:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValidationError(option, "'%s' has port '%s': a port is a number from 1 to 65535" % (value, port))

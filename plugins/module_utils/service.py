@@ -115,7 +115,8 @@ class RegistrationService:
         if doomed and len(doomed) * 100.0 > max_purge * len(mine):
             raise ValidationError("max_purge", "purge would delete %d of the %d registrations the ledger %s holds for "
                                                "%s at %s (%.0f%%), more than max_purge=%g%%. If the list is really "
-                                               "complete, raise max_purge." % (
+                                               "complete, raise max_purge, or list the numbers to remove with "
+                                               "state=absent, which max_purge does not limit." % (
                                                    len(doomed), len(mine), self.ledger.path,
                                                    self.connection.principal, self.connection.endpoint,
                                                    len(doomed) * 100.0 / len(mine), max_purge))

@@ -73,7 +73,7 @@ def test_upsert_is_decoded_by_operator_descriptors(fresh, route_type):
     assert not request["unknown_fields"], "the client sent fields the operator's schema does not define"
     assert sent_fields(request["message"]) == {
         "phone_number": "+4799990001",
-        "sip_uri": "sips:PBX.example.com:5061",
+        "sip_uri": "sips:pbx.example.com:5061",  # host names compare without regard to case; sent lower-case
         "route_type": operator_route_type(fresh, route_type),
         "mobile_originating_prefix": "00",
         "mobile_terminating_prefix": "11",

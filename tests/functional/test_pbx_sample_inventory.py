@@ -16,6 +16,9 @@ from ansible_collections.wgtwo.sipbreakout.plugins.filter.pbx_plan import pbx_pl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE = os.path.join(ROOT, "playbooks", "inventory", "pbx-sample")
+# As the docs say to run it: the hosts file, not the directory, whose files/ (certificates, keys) Ansible would try
+# to parse as inventories.
+HOSTS = os.path.join(SAMPLE, "hosts.yml")
 # The variables the role checks on the controller before anything changes (the TLS files are checked from the
 # files themselves, which a sample cannot ship).
 CHECKED = ("sipbreakout_sip_uri", "sipbreakout_mobile_originating_prefix", "sipbreakout_mobile_terminating_prefix",
@@ -25,8 +28,9 @@ CHECKED = ("sipbreakout_sip_uri", "sipbreakout_mobile_originating_prefix", "sipb
 @pytest.fixture(scope="module")
 def inventory():
     program = os.path.join(os.path.dirname(sys.executable), "ansible-inventory")
-    result = subprocess.run([program, "-i", SAMPLE, "--list"], capture_output=True, text=True, check=True,
+    result = subprocess.run([program, "-i", HOSTS, "--list"], capture_output=True, text=True, check=True,
                             env=dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="true"))
+    assert "Unable to parse" not in result.stderr, result.stderr
     data = json.loads(result.stdout)
     hostvars = data["_meta"]["hostvars"]
     return data["pbx"]["hosts"], hostvars

@@ -99,6 +99,8 @@ def test_core_uri_without_port():
      "sipbreakout_registrations[0].phone_number: '+47abc' is not an E.164 number"),
     (dict(sipbreakout_registrations=[{"phone_number": "4799990000", "route_type": "loop"}]),
      "sipbreakout_registrations[0].phone_number: '4799990000' has no leading '+'"),
+    (dict(sipbreakout_registrations=[{"route_type": "loop"}]),
+     "sipbreakout_registrations[0].phone_number: is required"),
     (dict(sipbreakout_registrations=[{"phone_number": "+4799990000"}]),
      "sipbreakout_registrations[0].route_type: is required with state=present"),
     (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loopy"}]),

@@ -41,6 +41,8 @@ def test_bad_numbers_are_refused(given, fragment):
     ("SIPS:pbx.example.com:05061", "sips:pbx.example.com:5061"),
     ("sips:192.0.2.10:5061", "sips:192.0.2.10:5061"),
     ("sips:[2001:db8::1]:5061", "sips:[2001:db8::1]:5061"),
+    ("sips:PBX.Example.COM:5061", "sips:pbx.example.com:5061"),
+    ("sips:[2001:DB8::1]", "sips:[2001:db8::1]"),
 ])
 def test_sips_uris_are_normalised(given, expected):
     assert normalize_sip_uri(given) == expected
