@@ -238,7 +238,11 @@ def render_metrics(report, per_registration=True):
         expiry = []
         failing = []
         for item in report.get("registrations") or []:
-            labels = [("phone_number", item.get("phone_number") or ""), ("sip_uri", item.get("sip_uri") or "")]
+            # The ledger's key, so that no two registrations share a series: the textfile collector refuses a file
+            # with duplicate series (the same number and URI at the sandbox and in production, or under a refresh
+            # token that was since replaced).
+            labels = [("phone_number", item.get("phone_number") or ""), ("sip_uri", item.get("sip_uri") or ""),
+                      ("endpoint", item.get("endpoint") or ""), ("principal", item.get("principal") or "")]
             if item.get("expires_at_epoch") is not None:
                 expiry.append(_sample("registration_expiry_timestamp_seconds", float(item["expires_at_epoch"]),
                                       labels))

@@ -132,9 +132,10 @@ def test_a_registration_the_api_rejects_is_kept_with_its_error_and_reported(tmp_
             assert [(f["phone_number"], f["state"]) for f in health["failures"]] == [(bad, "error")]
             assert "STATUS_CODE_NOT_ACCEPTABLE" in health["failures"][0]["error"]
             metrics = read_metrics(work)
+            series = 'wgtwo_sipbreakout_registration_refresh_failing{phone_number="%s",sip_uri="%s",endpoint="%s",' \
+                     'principal="client:%s"}'
             for number, failing in ((bad, 1), (good, 0)):
-                assert metrics['wgtwo_sipbreakout_registration_refresh_failing{phone_number="%s",sip_uri="%s"}'
-                               % (number, SIP_URI)] == failing
+                assert metrics[series % (number, SIP_URI, emu.grpc_endpoint, CLIENT_ID)] == failing
             assert reason in log
         assert held(emu)[good]["upserts"] == 3  # the good one was refreshed both times
         assert held(emu)[bad]["upserts"] == 1  # the refused one is still the first, live until it lapses

@@ -94,3 +94,17 @@ def test_a_corrupt_health_file_is_replaced(tmp_path):
     path.write_text("{half written")
     health.HealthFile(str(path)).write({"updated_at_epoch": 1.0})
     assert health.HealthFile(str(path)).read() == {"updated_at_epoch": 1.0}
+
+
+def test_no_two_registrations_share_a_series():
+    # The same number and URI applied at two endpoints and under two principals: four registrations in the ledger.
+    entries = []
+    for endpoint in ("api.example:443", "sandbox.example:443"):
+        for principal in ("client:c1", "user:c1:0123456789ab"):
+            entry = _entry("+4799990001")
+            entry.endpoint, entry.principal = endpoint, principal
+            entries.append(entry)
+    text = health.render_metrics(health.summarize(entries, 2000.0))
+    series = [line.rpartition(" ")[0] for line in text.splitlines()
+              if line.startswith("wgtwo_sipbreakout_registration_expiry_timestamp_seconds{")]
+    assert len(series) == 4 and len(set(series)) == 4, series
