@@ -191,7 +191,7 @@ class _EndpointTokenSource(TokenSource):
                 self._current = cached
             else:
                 try:
-                    self._current = self._fetch(deadline, cached)
+                    self._current = self._fetch(deadline)
                 except AuthError as exc:
                     self._failure = (exc, time.monotonic() + deadline.seconds)
                     raise
@@ -203,8 +203,9 @@ class _EndpointTokenSource(TokenSource):
         with self._lock:
             # Many calls in flight are refused the same token; only the first answer may drop it, or the later
             # ones would throw away the fresh token the first one caused.
-            if self._current and self._current["access_token"] == refused:
-                self._current = None
+            if self._current and self._current.get("access_token") == refused:
+                # Keep the rest of the entry: without a cache, its refresh token is the only current one.
+                self._current = dict((key, value) for key, value in self._current.items() if key != "access_token")
                 if self._cache:
                     self._cache.forget_access_token(self._key, refused)
         return True
@@ -216,9 +217,9 @@ class _EndpointTokenSource(TokenSource):
         margin = min(60.0, lifetime / 10.0)
         return bool(entry.get("access_token")) and expires_at - margin > self._clock()
 
-    def _fetch(self, deadline, cached):
-        if not self._cache:
-            return self._obtain(deadline, cached)
+    def _fetch(self, deadline):
+        if not self._cache:  # then the newest refresh token is the one this process holds
+            return self._obtain(deadline, self._current)
         with self._cache.fetching(self._key, deadline.remaining()) as cached:
             if cached and self._usable(cached):  # fetched by another process while this one waited for the lock
                 return cached

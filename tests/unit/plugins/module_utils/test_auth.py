@@ -37,9 +37,10 @@ class _Scripted(RefreshToken):
 
 
 def _process(endpoint, cache_path, now):
-    """A new process's token source: a fresh object over the shared cache file."""
+    """A new process's token source: a fresh object over the shared cache file (or none)."""
     source = _Scripted("rt-0", "client-1", "secret-1", token_url="https://id.example.com/oauth2/token",
-                       cache=TokenCache(cache_path, clock=lambda: now[0]), clock=lambda: now[0])
+                       cache=TokenCache(cache_path, clock=lambda: now[0]) if cache_path else None,
+                       clock=lambda: now[0])
     source.endpoint = endpoint
     return source
 
@@ -67,3 +68,16 @@ def test_a_refused_token_is_forgotten_but_not_the_fresh_one_another_process_stor
     second.invalidate(refused)  # a late answer to a call the other process made with the old token
     assert second.token(Deadline(5)) == fresh
     assert endpoint.answers == 2
+
+
+def test_without_a_cache_the_process_trades_the_refresh_token_it_was_last_given():
+    endpoint = _Endpoint(rotations=[True, True, True])
+    now = [1000.0]
+    source = _process(endpoint, None, now)
+    first = source.token(Deadline(5))
+    now[0] += 4000  # expired
+    second = source.token(Deadline(5))
+    source.invalidate(second)  # revoked early
+    source.invalidate(second)  # and refused to another call in flight with it
+    assert (first, second, source.token(Deadline(5))) == ("at-1", "at-2", "at-3")
+    assert endpoint.valid == {"rt-3"}
