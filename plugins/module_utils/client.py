@@ -42,8 +42,11 @@ UPSERT, DELETE = "upsert", "delete"
 UpsertResult = namedtuple("UpsertResult", ["time_to_live"])
 
 
-def shed_warning(lowest, concurrency):
-    """What to tell the user when :meth:`SipBreakoutClient.run` had to lower the calls in flight."""
+def shed_warning(lowest, concurrency, calls):
+    """What to tell the user when :meth:`SipBreakoutClient.run` of ``calls`` calls had to lower the calls in flight
+    to ``lowest``; None when it did not, or when there were too few calls to feel the cut."""
+    if lowest >= min(concurrency, calls):
+        return None
     return ("the API pushed back (UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED), so calls in flight went "
             "down from concurrency=%d to %d for a while; if it keeps doing so, set a lower concurrency"
             % (concurrency, lowest))

@@ -305,8 +305,9 @@ class Keepalive:
             with self.ledger.update() as current:
                 for entry, call in zip(due, calls):
                     self._record(current.get(entry.key), entry, call, blocker, run)
-        if lowest < min(self.settings.concurrency, len(calls)):  # fewer calls than the window never felt the cut
-            LOG.warning("%s", shed_warning(lowest, self.settings.concurrency))
+        warning = shed_warning(lowest, self.settings.concurrency, len(calls))
+        if warning:
+            LOG.warning("%s", warning)
 
     def _record(self, entry, sent, call, blocker, run):
         """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""

@@ -149,8 +149,9 @@ class RegistrationService:
                 self._record(steps)
         for step in steps:
             step.settle(stopped_by[0] if stopped_by else None)
-        if lowest < min(concurrency, len(steps)):  # fewer calls than the window never felt the cut
-            self.warnings.append(shed_warning(lowest, concurrency))
+        warning = shed_warning(lowest, concurrency, len(steps))
+        if warning:
+            self.warnings.append(warning)
         return steps
 
     def _record(self, steps):

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import wire
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.client import DELETE, UPSERT, Call, \
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.client import DELETE, UPSERT, Call, shed_warning, \
     SipBreakoutClient
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError, ValidationError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES, Registration
@@ -263,3 +263,11 @@ def test_the_calls_in_flight_grow_back_once_the_server_copes():
     assert client.run(calls, concurrency=32) == 16  # the first round's refusals cut it once, not twenty times
     assert all(call.ok for call in calls)
     assert max(rpc.levels[-300:]) > 16  # grown back beyond the cut
+
+
+def test_a_lowered_window_is_worth_a_warning_only_if_the_calls_could_fill_it():
+    assert shed_warning(64, 64, 300) is None  # never lowered
+    assert shed_warning(128, 256, 1) is None  # one call, halved from 256: it was alone in flight all along
+    assert shed_warning(4, 256, 3) is None
+    assert "went down from concurrency=64 to 8" in shed_warning(8, 64, 300)
+    assert "went down from concurrency=256 to 2" in shed_warning(2, 256, 3)
