@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The ledger: what this host applied at the operator, since the API cannot be asked.
 
-One entry per registration, keyed by API endpoint, principal (``TokenSource.principal``: whose credentials applied it), number and
-``sip_uri``. It holds the registration as last sent, when the last successful upsert was, the TTL the server
-returned and the last error. It never holds a token or secret. The keepalive reads the same file.
+One entry per registration, keyed by API endpoint, principal (``TokenSource.principal``: whose credentials applied
+it), number (none for user tokens: it is the token's) and ``sip_uri``. It holds the registration as last sent, when
+the last successful upsert was, the TTL the server returned, the last error and whether a delete is pending. It never
+holds a token or secret. The keepalive reads the same file.
 """
 
 import contextlib
@@ -48,8 +49,8 @@ class LedgerEntry:
         self.time_to_live = time_to_live
         self.last_error = last_error
         self.last_attempt_at = last_attempt_at
-        # A delete was asked for and failed: the registration may or may not still exist, but it must not be
-        # renewed; the next run that asks for it absent (or purges it) sends the delete again.
+        # A delete was asked for and failed or was not sent: the registration may or may not still exist, but it
+        # must not be renewed; the next run that asks for it absent (or purges it) sends the delete again.
         self.delete_pending = delete_pending
 
     @property
