@@ -23,6 +23,13 @@ COLLECTION := $(BUILD)/ansible_collections/wgtwo/sipbreakout
 # Plain pytest imports the work tree itself through this symlink (the functional tests insist on that).
 DEV_ROOT := $(BUILD)/dev
 ANSIBLE_TEST_PYTHON := 3.11
+# Layers leave one-line notes here that `make test`'s summary prints (hack/layers.sh), such as whether the wire
+# contract was checked against the operator's descriptor set.
+export SIPBREAKOUT_SUMMARY_NOTES ?= $(BUILD)/summary-notes
+# The operator's published descriptor set, as its docs download it for grpcurl; `make wgtwoapis-image` puts it
+# where the wire-contract tests look after SIPBREAKOUT_WGTWOAPIS_IMAGE and ../shared/reference/.
+WGTWOAPIS_IMAGE_URL ?= https://github.com/working-group-two/wgtwoapis/blob/master/image.bin?raw=true
+WGTWOAPIS_IMAGE := $(ROOT)/.cache/wgtwoapis/image.bin
 # The release tarball `make dist` builds from the work tree (galaxy.yml's build_ignore keeps the tooling out).
 VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
 DIST := $(BUILD)/dist
@@ -74,6 +81,7 @@ help:
 	  make dist            the release tarball: $(TARBALL:$(ROOT)/%=%)
 	  make protos-check    fail if plugins/module_utils/generated/ is stale
 	  make protos          regenerate plugins/module_utils/generated/ from protos/
+	  make wgtwoapis-image download the operator's descriptor set for the wire-contract tests (.cache/wgtwoapis/)
 	  make lock            re-pin tests/constraints.txt from a fresh venv
 	  make clean           stop emulators, remove .build (venvs of the demo and the Debian end too) and test output (make distclean: .venv too)
 	EOF
@@ -176,6 +184,20 @@ docs-check: venv collection dev-link
 protos-check: venv
 	@$(call banner,protos-check)
 	cd "$(ROOT)" && "$(BIN)/python" protos/generate.py --check
+
+.PHONY: wgtwoapis-image
+wgtwoapis-image: venv
+	@$(call banner,wgtwoapis-image: the operator's descriptor set into $(WGTWOAPIS_IMAGE:$(ROOT)/%=%))
+	if ! command -v curl >/dev/null; then "$(ROOT)/hack/deps.sh" curl; fi
+	mkdir -p "$(dir $(WGTWOAPIS_IMAGE))"
+	# Kept only if it is a descriptor set with the SIP breakout API (a failed download can be an HTML page).
+	if ! curl -sL --fail "$(WGTWOAPIS_IMAGE_URL)" -o "$(WGTWOAPIS_IMAGE).download" \
+		|| ! "$(BIN)/python" "$(ROOT)/hack/check_wgtwoapis_image.py" "$(WGTWOAPIS_IMAGE).download"; then
+		rm -f "$(WGTWOAPIS_IMAGE).download"
+		echo "wgtwoapis-image: could not download the descriptor set from $(WGTWOAPIS_IMAGE_URL)" >&2
+		exit 1
+	fi
+	mv "$(WGTWOAPIS_IMAGE).download" "$(WGTWOAPIS_IMAGE)"
 
 .PHONY: protos
 protos: venv

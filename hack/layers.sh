@@ -4,7 +4,8 @@
 #   hack/layers.sh LAYER...
 #
 # Every layer runs even when an earlier one failed, so one run reports all failures; the exit status is
-# non-zero when any layer failed. MAKE (default: make) runs the layers.
+# non-zero when any layer failed. MAKE (default: make) runs the layers. Layers may leave one-line notes for the
+# summary in SIPBREAKOUT_SUMMARY_NOTES (a folder, emptied first), such as whether the wire contract was checked.
 set -uo pipefail
 
 make_cmd=${MAKE:-make}
@@ -13,6 +14,11 @@ results=()
 seconds=()
 failed=0
 started=$SECONDS
+notes=${SIPBREAKOUT_SUMMARY_NOTES:-}
+if [[ -n $notes ]]; then
+    rm -rf "$notes"
+    mkdir -p "$notes"
+fi
 
 for layer in "$@"; do
     printf '\n######## layer %s: started %s ########\n' "$layer" "$(date +%T)"
@@ -34,4 +40,7 @@ for i in "${!names[@]}"; do
     printf '  %-16s %-7s %5ds\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}"
 done
 printf 'layers passed: %d of %d (failed: %d)\n' $(($# - failed)) $# "$failed"
+if [[ -n $notes ]]; then
+    cat "$notes"/*.txt 2>/dev/null || true
+fi
 [[ $failed -eq 0 ]]

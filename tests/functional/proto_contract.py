@@ -15,8 +15,21 @@ from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, messa
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-# CI clones the repository anywhere with shared/ beside it.
-REFERENCE_IMAGE = os.path.normpath(os.path.join(REPO, "..", "shared", "reference", "wgtwoapis-image.bin"))
+
+# Where the operator's published descriptor set is looked for, in this order. It is reference data that the
+# project never ships: a user's lone clone has none, so the tests that need it skip, unless REQUIRE_ENV is set
+# (.ci/run sets it), which makes them fail instead.
+IMAGE_ENV = "SIPBREAKOUT_WGTWOAPIS_IMAGE"
+REQUIRE_ENV = "SIPBREAKOUT_REQUIRE_WGTWOAPIS"
+SHARED_IMAGE = os.path.normpath(os.path.join(REPO, "..", "shared", "reference", "wgtwoapis-image.bin"))
+# `make wgtwoapis-image` downloads it here (an ignored folder).
+DOWNLOADED_IMAGE = os.path.join(REPO, ".cache", "wgtwoapis", "image.bin")
+HOW_TO_GET = ("set %s to its path, put it at %s, or run `make wgtwoapis-image` (downloads the operator's image.bin "
+              "into .cache/wgtwoapis/)" % (IMAGE_ENV, SHARED_IMAGE))
+# What the tests of this process found: the path used, and how many were skipped for want of the set (counted
+# by conftest.py from the test reports: a module's fixture skips once for all of its tests).
+reference_use = {"path": None, "skipped": 0}
+SKIP_REASON = "the operator's descriptor set (wgtwoapis-image.bin) is not here: "
 PACKAGE = "wgtwo.sipbreakout.v1"
 DEBIAN_PYTHON = "/usr/bin/python3"
 
@@ -31,11 +44,40 @@ def collection_pythonpath():
                        "(for example .build/dev) so that ansible_collections.wgtwo.sipbreakout is this repository")
 
 
+def find_reference_image(environ=None, shared=SHARED_IMAGE, downloaded=DOWNLOADED_IMAGE):
+    """The path of the operator's descriptor set, or None when there is none to be had.
+
+    A path named in IMAGE_ENV must exist: a mistyped path is an error, not a reason to skip.
+    """
+    environ = os.environ if environ is None else environ
+    named = environ.get(IMAGE_ENV)
+    if named:
+        if not os.path.isfile(named):
+            raise RuntimeError("%s names %s, which is not a file" % (IMAGE_ENV, named))
+        return named
+    for candidate in (shared, downloaded):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def reference_image_path(environ=None, **places):
+    """The descriptor set's path; without one, skip the calling test (or fail it when REQUIRE_ENV is set)."""
+    import pytest
+
+    environ = os.environ if environ is None else environ
+    path = find_reference_image(environ, **places)
+    if path is not None:
+        reference_use["path"] = path
+        return path
+    why = SKIP_REASON + HOW_TO_GET
+    if environ.get(REQUIRE_ENV):
+        pytest.fail("%s is set, so the wire contract must be checked, but %s" % (REQUIRE_ENV, why), pytrace=False)
+    pytest.skip(why)
+
+
 def read_reference_image():
-    if not os.path.isfile(REFERENCE_IMAGE):
-        raise RuntimeError("the operator's descriptor set is missing: expected %s (shared/reference/ must sit beside "
-                           "the repository)" % REFERENCE_IMAGE)
-    with open(REFERENCE_IMAGE, "rb") as handle:
+    with open(reference_image_path(), "rb") as handle:
         return handle.read()
 
 
