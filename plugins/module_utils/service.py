@@ -15,13 +15,13 @@ once, with exactly the items that succeeded.
 import time
 from collections import namedtuple
 
+from . import purge_guard
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
+from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
 from .registration import Registration
-
-DEFAULT_MAX_PURGE = 20.0
 
 # What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or the API was down)
 # before its call.
@@ -92,7 +92,7 @@ class RegistrationService:
         self.planned_from = {}  # the ledger's entries as plan() read them
         self.warnings = []
 
-    def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE):
+    def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE, purge_allowance=DEFAULT_PURGE_ALLOWANCE):
         """Steps for ``items`` (and for the purge), computed from the ledger alone; refuses unsafe purges."""
         now = self.clock()
         entries = self.planned_from = self.ledger.read()
@@ -105,21 +105,16 @@ class RegistrationService:
             keys.add(key)
             steps.append(Step(item, key, _before(entries.get(key), item.state, now)))
         if purge:
-            steps.extend(self._purge_steps(entries, keys, now, max_purge))
+            steps.extend(self._purge_steps(entries, keys, now, max_purge, purge_allowance))
         return steps
 
-    def _purge_steps(self, entries, keys, now, max_purge):
-        mine = [(key, entry) for key, entry in sorted(entries.items())
-                if entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal]
-        doomed = [(key, entry) for key, entry in mine if key not in keys]
-        if doomed and len(doomed) * 100.0 > max_purge * len(mine):
-            raise ValidationError("max_purge", "purge would delete %d of the %d registrations the ledger %s holds for "
-                                               "%s at %s (%.0f%%), more than max_purge=%g%%. If the list is really "
-                                               "complete, raise max_purge, or list the numbers to remove with "
-                                               "state=absent, which max_purge does not limit." % (
-                                                   len(doomed), len(mine), self.ledger.path,
-                                                   self.connection.principal, self.connection.endpoint,
-                                                   len(doomed) * 100.0 / len(mine), max_purge))
+    def _purge_steps(self, entries, keys, now, max_purge, purge_allowance):
+        mine = dict((key, entry) for key, entry in entries.items()
+                    if entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal)
+        doomed = [(key, mine[key]) for key in sorted(mine) if key not in keys]
+        if not purge_guard.allowed(len(doomed), len(mine), max_purge, purge_allowance):
+            purge_guard.refuse(len(doomed), len(mine), "the ledger %s holds for %s at %s" % (
+                self.ledger.path, self.connection.principal, self.connection.endpoint), max_purge, purge_allowance)
         return [Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True)
                 for key, entry in doomed]
 
@@ -265,12 +260,15 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
     concurrency = DEFAULT_CONCURRENCY if options.get("concurrency") is None else options["concurrency"]
     if concurrency < 1:
         raise ValidationError("concurrency", "must be 1 or more, got %d" % concurrency)
+    max_purge = DEFAULT_MAX_PURGE if options.get("max_purge") is None else options["max_purge"]
+    purge_allowance = DEFAULT_PURGE_ALLOWANCE if options.get("purge_allowance") is None else options["purge_allowance"]
+    purge_guard.check_limits(max_purge, purge_allowance)
     with Connection.from_options(options, on_token=on_token) as connection:
         for item in items:
             connection.check_registration(item.registration)
         service = RegistrationService(connection, Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH))
-        steps = service.plan(items, purge=bool(options.get("purge")),
-                             max_purge=options.get("max_purge", DEFAULT_MAX_PURGE))
+        steps = service.plan(items, purge=bool(options.get("purge")), max_purge=max_purge,
+                             purge_allowance=purge_allowance)
         if not check_mode:
             service.apply(steps, concurrency=concurrency,
                           fail_fast=bool(options.get("fail_fast")))

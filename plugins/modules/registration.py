@@ -111,10 +111,24 @@ options:
   max_purge:
     description:
       - With O(purge), the largest share of the ledger's registrations (for this endpoint and credentials), in
-        percent, that one run may delete. A run that would delete more fails before any call, so that an empty or
-        truncated inventory cannot wipe out a provider. Set V(100) when a big removal is intended.
+        percent, that one run may delete. A run that would delete more, and more than O(purge_allowance), fails
+        before any call (in check mode too), so that an empty or truncated inventory cannot wipe out a provider.
+        Set V(100) when a big removal is intended.
+      - Numbers removed with O(registrations[].state=absent) count against neither limit.
     type: float
     default: 20.0
+  purge_allowance:
+    description:
+      - With O(purge), how many deletions one run may always make, whatever share of the ledger they are, as long
+        as at least one of the ledger's registrations (for this endpoint and credentials) stays. With the default,
+        a host of three numbers can lose one (33 %, more than O(max_purge)), while a host of 3,000 still cannot
+        lose more than O(max_purge) percent.
+      - It never lets a purge delete every registration the ledger holds. An empty list, or one that names none of
+        them (an inventory that did not load, another host's list), needs O(max_purge=100), even on a host with a
+        single number.
+      - V(0) leaves only O(max_purge).
+    type: int
+    default: 1
   concurrency:
     description:
       - With O(registrations), the most calls in flight at once, as streams of the one HTTP/2 connection.
@@ -319,7 +333,7 @@ code:
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import SipBreakoutModule
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES, STATES
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_PURGE, \
-    ensure_from_options
+    DEFAULT_PURGE_ALLOWANCE, ensure_from_options
 
 
 def main():
@@ -339,6 +353,7 @@ def main():
             registrations=dict(type="list", elements="dict", options=item),
             purge=dict(type="bool", default=False),
             max_purge=dict(type="float", default=DEFAULT_MAX_PURGE),
+            purge_allowance=dict(type="int", default=DEFAULT_PURGE_ALLOWANCE),
             concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
             fail_fast=dict(type="bool", default=False),
         ),
