@@ -22,6 +22,7 @@ import socket
 import tempfile
 import time
 
+from . import adoption
 from .errors import LedgerError
 from .ledger import Ledger, isoformat
 from .statefile import StateFile
@@ -159,10 +160,12 @@ def report_from_files(ledger_path, health_path=None, expiring_within=None, healt
     entries = ledger.read()
     refresh_fraction = DEFAULT_REFRESH_FRACTION
     keepalive = None
+    owner = {}  # the endpoint and principal the keepalive refreshes, from its last report
     if health_path:
         health = HealthFile(health_path)
         report = health.read() or {}
-        refresh_fraction = (report.get("keepalive") or {}).get("refresh_fraction") or DEFAULT_REFRESH_FRACTION
+        owner = report.get("keepalive") or {}
+        refresh_fraction = owner.get("refresh_fraction") or DEFAULT_REFRESH_FRACTION
         updated = report.get("updated_at_epoch")
         age = None if updated is None else round(now - updated, 3)
         keepalive = dict(
@@ -177,7 +180,13 @@ def report_from_files(ledger_path, health_path=None, expiring_within=None, healt
             failures=report.get("failures") or [],
         )
     result = summarize(entries.values(), now, refresh_fraction, expiring_within=expiring_within)
-    result.update(keepalive=keepalive, checked_at=isoformat(now), ledger_path=ledger.path)
+    ordered = sorted(entries.values(), key=lambda e: (e.registration.phone_number or "", e.registration.sip_uri,
+                                                      e.endpoint, e.principal))
+    result.update(keepalive=keepalive, checked_at=isoformat(now), ledger_path=ledger.path,
+                  principals=adoption.principals(ordered, now, owner.get("api_endpoint"), owner.get("principal")),
+                  orphans=None if not owner.get("principal") else adoption.orphans(
+                      ordered, owner.get("api_endpoint"), owner["principal"],
+                      lambda entry: describe(entry, now, expiring_within, refresh_fraction)))
     return result
 
 

@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 
+from .adoption import takeover_hint
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
 from .errors import LedgerError, SipBreakoutError, ValidationError
@@ -258,7 +259,8 @@ class Keepalive:
             if not self.owns(entry):
                 unmanaged[key] = ("not refreshed by this keepalive: applied at %s as %s, but it is configured for "
                                   "%s as %s" % (entry.endpoint, entry.principal, self.connection.endpoint,
-                                                self.connection.principal))
+                                                self.connection.principal)
+                                  + takeover_hint(entry, self.connection.endpoint, self.connection.principal))
             elif entry.delete_pending:
                 unmanaged[key] = ("not refreshed: it was asked to be deleted, and the delete has not succeeded yet%s; "
                                   "it lapses by %s unless the next run's delete removes it first"

@@ -15,13 +15,14 @@ once, with exactly the items that succeeded.
 import time
 from collections import namedtuple
 
+from . import purge_guard
+from .adoption import ADOPT, Takeover
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
+from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
 from .registration import Registration
-
-DEFAULT_MAX_PURGE = 20.0
 
 # What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or the API was down)
 # before its call.
@@ -35,11 +36,14 @@ Item = namedtuple("Item", ["registration", "state"])
 class Step:
     """One item's plan (from the ledger), its call and, once applied, its outcome."""
 
-    def __init__(self, item, key, before, purge=False):
+    def __init__(self, item, key, before, purge=False, replaces=None):
         self.item = item
         self.key = key
         self.before = before  # the live registration the ledger holds, or None
         self.purge = purge
+        # (key, principal) of a previous principal's entry this step takes over: it leaves the ledger once the call
+        # is answered OK.
+        self.replaces = replaces
         self.call = Call(item.registration, UPSERT if item.state == "present" else DELETE)
         self.outcome = self._predict()
         self.unsent_because = None
@@ -61,7 +65,8 @@ class Step:
 
     @property
     def changed(self):
-        return self.outcome in (CREATED, UPDATED, DELETED)
+        # A takeover changes whose entry it is (and so who keeps it alive), even when the operator holds the same.
+        return self.outcome in (CREATED, UPDATED, DELETED) or bool(self.replaces) and self.outcome == UNCHANGED
 
     @property
     def expires_at(self):
@@ -75,6 +80,8 @@ class Step:
                       state=self.item.state, result=self.outcome, expires_at=self.expires_at)
         if self.purge:
             result["purged"] = True
+        if self.replaces:
+            result["previous_principal"] = self.replaces[1]
         if self.call.error is not None:
             result["error"] = str(self.call.error)
         elif self.unsent_because:
@@ -92,10 +99,13 @@ class RegistrationService:
         self.planned_from = {}  # the ledger's entries as plan() read them
         self.warnings = []
 
-    def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE):
-        """Steps for ``items`` (and for the purge), computed from the ledger alone; refuses unsafe purges."""
+    def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE, purge_allowance=DEFAULT_PURGE_ALLOWANCE,
+             takeover=None):
+        """Steps for ``items`` (and for the purge and a ``Takeover``), computed from the ledger alone; refuses unsafe
+        purges and takeovers."""
         now = self.clock()
         entries = self.planned_from = self.ledger.read()
+        taken = self._taken(entries, items, takeover)
         steps, keys = [], set()
         for item in items:
             key = entry_key(self.connection.endpoint, self.connection.principal, item.registration)
@@ -103,25 +113,48 @@ class RegistrationService:
                 raise ValidationError("registrations", "%s appears more than once" % item.registration.label,
                                       item.registration.phone_number)
             keys.add(key)
-            steps.append(Step(item, key, _before(entries.get(key), item.state, now)))
+            previous = taken.get(key)
+            before = entries.get(key) or (previous[1] if previous else None)
+            steps.append(Step(item, key, _before(before, item.state, now), replaces=_replaces(previous)))
+        if taken:
+            steps.extend(self._takeover_steps(entries, taken, keys, now, takeover, purge))
         if purge:
-            steps.extend(self._purge_steps(entries, keys, now, max_purge))
+            steps.extend(self._purge_steps(entries, keys, now, max_purge, purge_allowance, taken,
+                                           adopt=bool(takeover) and takeover.action == ADOPT))
         return steps
 
-    def _purge_steps(self, entries, keys, now, max_purge):
-        mine = [(key, entry) for key, entry in sorted(entries.items())
-                if entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal]
-        doomed = [(key, entry) for key, entry in mine if key not in keys]
-        if doomed and len(doomed) * 100.0 > max_purge * len(mine):
-            raise ValidationError("max_purge", "purge would delete %d of the %d registrations the ledger %s holds for "
-                                               "%s at %s (%.0f%%), more than max_purge=%g%%. If the list is really "
-                                               "complete, raise max_purge, or list the numbers to remove with "
-                                               "state=absent, which max_purge does not limit." % (
-                                                   len(doomed), len(mine), self.ledger.path,
-                                                   self.connection.principal, self.connection.endpoint,
-                                                   len(doomed) * 100.0 / len(mine), max_purge))
-        return [Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True)
-                for key, entry in doomed]
+    def _purge_steps(self, entries, keys, now, max_purge, purge_allowance, taken=None, adopt=False):
+        """Deletes of this principal's entries missing from ``keys``. With ``adopt``, the ``taken`` entries (previous
+        key and entry, by their key under this principal) count as this principal's: they are, from this run on."""
+        taken = taken or {}
+        mine = dict((key, entry) for key, entry in entries.items()
+                    if entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal)
+        for key, (_previous_key, entry) in taken.items():
+            if adopt and key not in mine and not entry.delete_pending:
+                mine[key] = entry
+        doomed = [(key, mine[key]) for key in sorted(mine) if key not in keys]
+        if not purge_guard.allowed(len(doomed), len(mine), max_purge, purge_allowance):
+            purge_guard.refuse(len(doomed), len(mine), "the ledger %s holds for %s at %s" % (
+                self.ledger.path, self.connection.principal, self.connection.endpoint), max_purge, purge_allowance)
+        return [Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True,
+                     replaces=_replaces(taken.get(key))) for key, entry in doomed]
+
+    def _taken(self, entries, items, takeover):
+        if takeover is None:
+            return {}
+        numbers = [item.registration.phone_number for item in items if item.registration.phone_number]
+        taken = takeover.select(entries, self.connection.endpoint, self.connection.principal, numbers,
+                                self.ledger.path)
+        self.warnings.extend(takeover.warnings)
+        return taken
+
+    def _takeover_steps(self, entries, taken, keys, now, takeover, purge):
+        steps = []
+        for key, previous, entry, state in takeover.undeclared(entries, taken, keys, purge):
+            keys.add(key)
+            steps.append(Step(Item(entry.registration, state), key, _before(entry, state, now),
+                              replaces=_replaces(previous)))
+        return steps
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
         """Send every step's call, ``concurrency`` in flight; record the successes in the ledger, once.
@@ -164,6 +197,9 @@ class RegistrationService:
         endpoint, principal = self.connection.endpoint, self.connection.principal
         with self.ledger.update() as entries:
             for step in applied:
+                if step.replaces:
+                    # Taken over: from now on only this principal's entry stands for the registration.
+                    entries.pop(step.replaces[0], None)
                 if step.item.state == "absent":
                     entries.pop(step.key, None)
                 else:
@@ -197,6 +233,11 @@ class RegistrationService:
         return warnings
 
 
+def _replaces(previous):
+    """What Step.replaces holds for a ``(key, entry)`` of a previous principal, or None."""
+    return None if previous is None else (previous[0], previous[1].principal)
+
+
 def _before(entry, state, now):
     """What the ledger says is live at the operator for a step, as far as the plan is concerned.
 
@@ -224,9 +265,10 @@ def _registration(options, state, option_prefix=""):
         raise
 
 
-def _diff(steps, ledger_path, bulk):
+def _diff(steps, ledger_path, bulk, entries, principal):
     """Before: what the ledger holds live; after: what is declared. One registration is shown as itself; a list
-    shows only the items that change, so that a run touching 3 of 10,000 numbers shows 3."""
+    shows only the items that change, so that a run touching 3 of 10,000 numbers shows 3. A registration taken over
+    from a previous principal also shows whose entry it is before and after."""
     before, after = {}, {}
     for step in steps:
         if bulk and not step.changed:
@@ -234,8 +276,12 @@ def _diff(steps, ledger_path, bulk):
         name = step.item.registration.label
         if step.before is not None:
             before[name] = step.before.as_dict()
+            if step.replaces:
+                before[name]["principal"] = entries[step.key].principal if step.key in entries else step.replaces[1]
         if step.item.state == "present":
             after[name] = step.item.registration.as_dict()
+            if step.replaces:
+                after[name]["principal"] = principal
     if not bulk:
         before, after = next(iter(before.values()), {}), next(iter(after.values()), {})
     return dict(before=before, after=after, before_header="ledger %s" % ledger_path,
@@ -265,18 +311,24 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
     concurrency = DEFAULT_CONCURRENCY if options.get("concurrency") is None else options["concurrency"]
     if concurrency < 1:
         raise ValidationError("concurrency", "must be 1 or more, got %d" % concurrency)
+    max_purge = DEFAULT_MAX_PURGE if options.get("max_purge") is None else options["max_purge"]
+    purge_allowance = DEFAULT_PURGE_ALLOWANCE if options.get("purge_allowance") is None else options["purge_allowance"]
+    purge_guard.check_limits(max_purge, purge_allowance)
+    takeover = Takeover.from_options(options)
+    if takeover and not bulk:
+        raise ValidationError("previous_principal", "needs registrations: give the registration as a list of one")
     with Connection.from_options(options, on_token=on_token) as connection:
         for item in items:
             connection.check_registration(item.registration)
         service = RegistrationService(connection, Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH))
-        steps = service.plan(items, purge=bool(options.get("purge")),
-                             max_purge=options.get("max_purge", DEFAULT_MAX_PURGE))
+        steps = service.plan(items, purge=bool(options.get("purge")), max_purge=max_purge,
+                             purge_allowance=purge_allowance, takeover=takeover)
         if not check_mode:
             service.apply(steps, concurrency=concurrency,
                           fail_fast=bool(options.get("fail_fast")))
         result = dict(changed=any(step.changed for step in steps), ledger_path=service.ledger.path)
         if diff:
-            result["diff"] = _diff(steps, service.ledger.path, bulk)
+            result["diff"] = _diff(steps, service.ledger.path, bulk, service.planned_from, connection.principal)
         result["warnings"] = service.warnings
         if bulk:
             return _bulk_result(result, steps, check_mode)

@@ -111,10 +111,54 @@ options:
   max_purge:
     description:
       - With O(purge), the largest share of the ledger's registrations (for this endpoint and credentials), in
-        percent, that one run may delete. A run that would delete more fails before any call, so that an empty or
-        truncated inventory cannot wipe out a provider. Set V(100) when a big removal is intended.
+        percent, that one run may delete. A run that would delete more, and more than O(purge_allowance), fails
+        before any call (in check mode too), so that an empty or truncated inventory cannot wipe out a provider.
+        Set V(100) when a big removal is intended.
+      - Numbers removed with O(registrations[].state=absent) count against neither limit.
     type: float
     default: 20.0
+  purge_allowance:
+    description:
+      - With O(purge), how many deletions one run may always make, whatever share of the ledger they are, as long
+        as at least one of the ledger's registrations (for this endpoint and credentials) stays. With the default,
+        a host of three numbers can lose one (33 %, more than O(max_purge)), while a host of 3,000 still cannot
+        lose more than O(max_purge) percent.
+      - It never lets a purge delete every registration the ledger holds. An empty list, or one that names none of
+        them (an inventory that did not load, another host's list), needs O(max_purge=100), even on a host with a
+        single number.
+      - V(0) leaves only O(max_purge).
+    type: int
+    default: 1
+  previous_principal:
+    description:
+      - After the subscriber consented again and O(refresh_token) is a new one, the principal of the refresh token
+        it replaced (V(user:<client id>:<digest>), as RV(wgtwo.sipbreakout.registration_info#module:principals)
+        and RV(wgtwo.sipbreakout.registration_info#module:orphans) list it). This run takes over that principal's
+        registrations in the ledger (for the same O(api_endpoint)) as O(previous_entries) says, so that they are
+        not left for nobody to refresh.
+      - Needs O(registrations) and a O(refresh_token) of the same O(client_id). Every registration of the previous
+        principal must name its C(phone_number), and it must be the number this run's items (or this refresh
+        token's own registrations in the ledger) name. That number is all that tells one subscriber's refresh
+        tokens from another's on one ledger, so registrations of another subscription, or applied without a
+        number, are refused. Everything is checked before any call, in check mode too.
+      - A registration the items name is sent once, as declared, and its previous entry leaves the ledger. One that
+        this refresh token holds itself already stays as it is.
+      - Once taken over, the previous principal holds nothing; a later run naming it again only warns, unless the
+        ledger then holds registrations of another earlier refresh token of this subscription, which fails and names
+        them.
+    type: str
+  previous_entries:
+    description:
+      - What happens to the registrations of O(previous_principal) that the items do not name.
+      - V(adopt) upserts them with this run's credentials and keeps them in the ledger as its own, so the keepalive
+        refreshes them from then on. With O(purge) they count as this run's registrations instead, and are purged
+        (within O(max_purge) and O(purge_allowance)) unless the items name them.
+      - V(delete) deletes them at the operator with this run's credentials; neither purge limit applies, as with
+        O(registrations[].state=absent).
+      - Either way, a previous entry whose call fails stays in the ledger as it was, and the next run tries again.
+    type: str
+    choices: [adopt, delete]
+    default: adopt
   concurrency:
     description:
       - With O(registrations), the most calls in flight at once, as streams of the one HTTP/2 connection.
@@ -190,6 +234,19 @@ EXAMPLES = r"""
     purge: true
     client_id: "{{ vault_wgtwo_client_id }}"
     client_secret: "{{ vault_wgtwo_client_secret }}"
+
+- name: After the subscriber consented again, the new refresh token takes over the old one's registrations
+  wgtwo.sipbreakout.registration:
+    registrations:
+      - phone_number: "+4799990005"
+        sip_uri: "sips:pbx.example.com:5061"
+        route_type: loop
+    refresh_token: "{{ vault_new_refresh_token }}"
+    client_id: "{{ vault_wgtwo_client_id }}"
+    client_secret: "{{ vault_wgtwo_client_secret }}"
+    # registration_info lists it among principals (before) or orphans (after the switch)
+    previous_principal: "user:{{ vault_wgtwo_client_id }}:0a1b2c3d4e5f"
+    previous_entries: adopt
 
 - name: With a user token, the number is the token's own
   wgtwo.sipbreakout.registration:
@@ -282,6 +339,10 @@ results:
       description: V(true) for a registration deleted because O(purge) found it missing from the list.
       type: bool
       returned: for purged registrations
+    previous_principal:
+      description: The principal whose ledger entry this item took over (O(previous_principal)).
+      type: str
+      returned: for registrations taken over from O(previous_principal)
   sample:
     - phone_number: "+4799990000"
       sip_uri: "sips:pbx.example.com:5061"
@@ -316,10 +377,11 @@ code:
   sample: NOT_ACCEPTABLE
 """
 
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.adoption import ADOPT, PREVIOUS_ENTRIES
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import SipBreakoutModule
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES, STATES
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_PURGE, \
-    ensure_from_options
+    DEFAULT_PURGE_ALLOWANCE, ensure_from_options
 
 
 def main():
@@ -339,12 +401,16 @@ def main():
             registrations=dict(type="list", elements="dict", options=item),
             purge=dict(type="bool", default=False),
             max_purge=dict(type="float", default=DEFAULT_MAX_PURGE),
+            purge_allowance=dict(type="int", default=DEFAULT_PURGE_ALLOWANCE),
+            previous_principal=dict(type="str"),
+            previous_entries=dict(type="str", default=ADOPT, choices=list(PREVIOUS_ENTRIES)),
             concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
             fail_fast=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("registrations", name) for name in single],
         required_one_of=[("registrations", "sip_uri")],
         required_if=[("purge", True, ("registrations",))],
+        required_by=dict(previous_principal=("registrations", "refresh_token")),
         supports_check_mode=True,
     )
     module.exit_json(**module.run(ensure_from_options))

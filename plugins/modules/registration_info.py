@@ -74,6 +74,16 @@ EXAMPLES = r"""
       - not sipbreakout.keepalive.stale
     fail_msg: "{{ sipbreakout.failures }}"
 
+- name: After a new refresh token, the registrations of the one it replaced, which nobody refreshes
+  wgtwo.sipbreakout.registration_info:
+    ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
+    health_path: /var/lib/wgtwo-sipbreakout/health.json
+  register: sipbreakout_orphans
+
+- name: Show whose they are, for previous_principal
+  ansible.builtin.debug:
+    msg: "{{ sipbreakout_orphans.orphans | selectattr('replaced_refresh_token') | map(attribute='principal') | unique }}"
+
 - name: Numbers that lapse within the next 15 minutes
   wgtwo.sipbreakout.registration_info:
     ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
@@ -242,6 +252,57 @@ keepalive:
            "updated_at": "2026-11-27T07:55:00Z", "age_seconds": 42.0, "stale": false,
            "last_run": {"outcome": "ok", "due": 1, "refreshed": 1, "failed": 0, "error": null},
            "last_success_at": "2026-11-27T07:55:00Z", "warnings": [], "failures": []}
+principals:
+  description:
+    - Whose credentials the ledger's registrations belong to, one item per API endpoint and principal, in that order.
+      After the subscriber consented again and the refresh token was replaced, the earlier refresh token's
+      principal is the one to name in O(wgtwo.sipbreakout.registration#module:previous_principal).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    endpoint:
+      description: The API endpoint.
+      type: str
+    principal:
+      description: As RV(registrations[].principal).
+      type: str
+    registrations:
+      description: How many registrations it holds.
+      type: int
+    live:
+      description: How many of them are within their time to live.
+      type: int
+    phone_numbers:
+      description: The numbers its registrations name (none for a user token's registrations applied without one).
+      type: list
+      elements: str
+    last_upserted_at:
+      description: Its newest successful upsert, UTC, ISO 8601; it stops moving once nobody refreshes them.
+      type: str
+    keepalive:
+      description: Whether the keepalive of O(health_path) refreshes them; V(null) without its health file.
+      type: bool
+  sample: [{"endpoint": "api.wgtwo.com:443", "principal": "user:pbx-provisioning:0a1b2c3d4e5f", "registrations": 2,
+            "live": 1, "phone_numbers": ["+4799990005"], "last_upserted_at": "2026-11-27T06:40:00Z",
+            "keepalive": false}]
+orphans:
+  description:
+    - The registrations the keepalive of O(health_path) does not refresh, because another endpoint or other
+      credentials applied them; they lapse unless something else refreshes them. Each item is as in
+      RV(registrations), plus C(replaced_refresh_token).
+    - C(replaced_refresh_token) is V(true) for one that an earlier refresh token of the keepalive's own client
+      applied at its endpoint, such as the previous refresh token after the subscriber consented again. Its
+      C(principal) is what O(wgtwo.sipbreakout.registration#module:previous_principal) takes, if its
+      C(phone_number) is this subscription's (another subscriber's refresh token of the same client looks the
+      same).
+    - V(null) without O(health_path), or before the keepalive wrote its health file.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"phone_number": "+4799990005", "sip_uri": "sips:pbx.example.com:5061", "route_type": "loop",
+            "endpoint": "api.wgtwo.com:443", "principal": "user:pbx-provisioning:0a1b2c3d4e5f", "state": "live",
+            "expires_at": "2026-11-27T07:40:00Z", "replaced_refresh_token": true}]
 checked_at:
   description: The time the states refer to, UTC, ISO 8601.
   returned: always
