@@ -8,7 +8,10 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 attributes:
   check_mode:
-    description: Predicts the result from the ledger; neither the API nor the token endpoint is called.
+    description:
+      - Predicts the result from the ledger; neither the API nor the token endpoint is called.
+      - Needs none of the required libraries and no O(ca_path) file, so that a check run works on a new host before
+        the play has installed them; it warns about what a real run would lack.
     support: full
   diff_mode:
     description: Shows the registration before (as the ledger holds it, if live) and after.

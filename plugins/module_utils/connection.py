@@ -14,28 +14,41 @@ OPTIONS = ("api_endpoint", "client_id", "client_secret", "access_token", "refres
 
 
 class Connection:
-    """Validates everything up front; the channel and tokens are made only when a call is needed (never in check
-    mode)."""
+    """Validates everything up front; the channel and tokens are made only when a call is needed.
+
+    ``offline`` (check mode) makes no call at all, so it needs neither the CA file nor the OAuth libraries: a CA
+    file that does not exist yet (a play about to install it) is a warning in ``warnings`` instead of an error,
+    and ``client`` refuses to open a channel.
+    """
 
     def __init__(self, api_endpoint=DEFAULT_ENDPOINT, client_id=None, client_secret=None, access_token=None,
                  refresh_token=None, token_url=DEFAULT_TOKEN_URL, ca_path=None, token_cache_path=DEFAULT_TOKEN_CACHE,
-                 timeout=10.0, retries=5, on_token=None):
+                 timeout=10.0, retries=5, on_token=None, offline=False):
         self.endpoint = normalize_endpoint(api_endpoint or DEFAULT_ENDPOINT)
+        self.offline = offline
+        self.warnings = []
+        try:
+            ca_bundle_path(ca_path)  # a missing CA file is bad input: say so before anything happens
+        except ValidationError as exc:
+            if not offline:
+                raise
+            self.warnings.append("check mode: %s; check mode needs no CA file, but a real run fails unless it "
+                                 "exists by then" % exc)
+            ca_path = None
         self.ca_path = ca_path
-        ca_bundle_path(ca_path)  # a missing CA file is bad input: say so before anything happens
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.token_source = select_token_source(
             client_id=client_id, client_secret=client_secret, access_token=access_token, refresh_token=refresh_token,
             token_url=token_url, ca_path=ca_path, token_cache_path=token_cache_path, retries=retries,
-            on_token=on_token)
+            on_token=on_token, need_libraries=not offline)
         self._client = None
 
     @classmethod
-    def from_options(cls, options, on_token=None):
+    def from_options(cls, options, on_token=None, offline=False):
         """Build from a dict holding (at least) the keys of OPTIONS; None means 'use the default'."""
         given = dict((name, options.get(name)) for name in OPTIONS if options.get(name) is not None)
-        return cls(on_token=on_token, **given)
+        return cls(on_token=on_token, offline=offline, **given)
 
     def check_registration(self, registration):
         """What the chosen credentials demand of a registration, checked before any call."""
@@ -49,6 +62,9 @@ class Connection:
 
     @property
     def client(self):
+        if self.offline:
+            # Check mode promises that nothing is sent; a code path that gets here would break that promise.
+            raise RuntimeError("an offline (check mode) connection makes no calls")
         if self._client is None:
             self._client = SipBreakoutClient(self.endpoint, self.token_source, ca_path=self.ca_path,
                                              timeout=self.timeout, retries=self.retries)

@@ -317,7 +317,7 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
     takeover = Takeover.from_options(options)
     if takeover and not bulk:
         raise ValidationError("previous_principal", "needs registrations: give the registration as a list of one")
-    with Connection.from_options(options, on_token=on_token) as connection:
+    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection:
         for item in items:
             connection.check_registration(item.registration)
         service = RegistrationService(connection, Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH))
@@ -329,7 +329,7 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
         result = dict(changed=any(step.changed for step in steps), ledger_path=service.ledger.path)
         if diff:
             result["diff"] = _diff(steps, service.ledger.path, bulk, service.planned_from, connection.principal)
-        result["warnings"] = service.warnings
+        result["warnings"] = connection.warnings + service.warnings
         if bulk:
             return _bulk_result(result, steps, check_mode)
         return _single_result(result, steps[0], service, check_mode)

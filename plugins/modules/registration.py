@@ -18,7 +18,9 @@ description:
     live registration for this number and O(sip_uri), or one with other fields, or (for O(state=absent)) when
     it holds a live one. A registration changed outside this ledger (by hand, from another host, with another
     ledger) is not seen.
-  - Check mode predicts the result from the ledger without calling the API or the token endpoint.
+  - Check mode predicts the result from the ledger without calling the API or the token endpoint. It runs without
+    grpcio, protobuf and requests-oauthlib and with a O(ca_path) that does not exist yet (a new host whose play
+    installs them before the real run), and warns that a real run needs them.
 author:
   - Working Group Two SIP breakout maintainers (@wgtwo)
 extends_documentation_fragment:
