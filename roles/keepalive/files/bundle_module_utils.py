@@ -6,15 +6,19 @@
 Runs on the controller. The tarball holds ``ansible_collections/wgtwo/sipbreakout/plugins/module_utils/...`` with
 an ``__init__.py`` at every package level (so the host's copy is a regular package that no other
 ``ansible_collections`` on its ``sys.path`` can mix into), no bytecode, root ownership and the sources' own
-modification times, so that unpacking the same sources again changes nothing.
+modification times, so that unpacking the same sources again changes nothing. Prints each file it packed as
+``MODE OWNER:GROUP DIGEST  NAME`` (``find -printf '%m %u:%g ' -exec sha256sum``), so that the role can tell, in
+check mode too, whether a host's copy differs.
 """
 
+import hashlib
 import io
 import os
 import sys
 import tarfile
 
 PACKAGE = "ansible_collections/wgtwo/sipbreakout/plugins/module_utils"
+FILE_MODE = 0o644
 
 
 def _info(name, mode, mtime, size=0, kind=tarfile.REGTYPE):
@@ -49,22 +53,27 @@ def collect(source):
 
 
 def pack(source, target):
+    """Write the tarball; returns (name, sha256 hex digest) of every file in it, sorted by name."""
     files, directories = collect(source)
+    digests = []
     with tarfile.open(target, "w:gz") as tar:
         for directory in sorted(directories):
             tar.addfile(_info(directory, 0o755, 0, kind=tarfile.DIRTYPE))
         for name in sorted(files):
             path = files[name]
-            if path is None:
-                tar.addfile(_info(name, 0o644, 0), io.BytesIO(b""))
-                continue
-            with open(path, "rb") as handle:
-                data = handle.read()
-            tar.addfile(_info(name, 0o644, int(os.stat(path).st_mtime), len(data)), io.BytesIO(data))
-    return len(files)
+            data = b""
+            mtime = 0
+            if path is not None:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                mtime = int(os.stat(path).st_mtime)
+            tar.addfile(_info(name, FILE_MODE, mtime, len(data)), io.BytesIO(data))
+            digests.append((name, hashlib.sha256(data).hexdigest()))
+    return digests
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: bundle_module_utils.py SOURCE_DIR TARBALL")
-    print("%d files packed" % pack(sys.argv[1], sys.argv[2]))
+    for packed, digest in pack(sys.argv[1], sys.argv[2]):
+        print("%o root:root %s  %s" % (FILE_MODE, digest, packed))
