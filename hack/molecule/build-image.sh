@@ -2,21 +2,38 @@
 # Build the Debian 12 (bookworm) image the molecule scenarios run, from the Debian mirror this machine already uses:
 # no image registry is reachable here. Idempotent: does nothing when the image exists (pass --force to rebuild).
 #
-# Environment: SIPBREAKOUT_TEST_IMAGE (image name), DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR (default: read from
-# /etc/apt/sources.list.d/*.sources and /etc/apt/sources.list), CONTAINERS_CONF (default: hack/molecule/containers.conf).
+# --systemd builds SIPBREAKOUT_SYSTEMD_TEST_IMAGE instead: the same with systemd, systemd-sysv and dbus, whose
+# command is /sbin/init (for scenarios whose PID 1 must be systemd).
+#
+# Environment: SIPBREAKOUT_TEST_IMAGE, SIPBREAKOUT_SYSTEMD_TEST_IMAGE (image names), DEBIAN_MIRROR /
+# DEBIAN_SECURITY_MIRROR (default: read from /etc/apt/sources.list.d/*.sources and /etc/apt/sources.list),
+# CONTAINERS_CONF (default: hack/molecule/containers.conf).
 set -euo pipefail
 # shellcheck source=hack/molecule/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 force=no
-[ "${1:-}" = "--force" ] && force=yes
+image="$SIPBREAKOUT_TEST_IMAGE"
+packages=python3,python3-apt,ca-certificates,sudo
+command='["sleep", "infinity"]'
+for arg in "$@"; do
+    case $arg in
+        --force) force=yes ;;
+        --systemd)
+            image="$SIPBREAKOUT_SYSTEMD_TEST_IMAGE"
+            packages="$packages,systemd,systemd-sysv,dbus"
+            command='["/sbin/init"]'
+            ;;
+        *) die "usage: $0 [--force] [--systemd]" ;;
+    esac
+done
 
 [ "$(id -u)" = 0 ] || die "debootstrap and chroot need root"
 command -v podman >/dev/null || die "podman is missing: run hack/molecule/host-packages.sh"
 command -v debootstrap >/dev/null || die "debootstrap is missing: run hack/molecule/host-packages.sh"
 
-if [ "$force" = no ] && podman image exists "$SIPBREAKOUT_TEST_IMAGE"; then
-    log "image $SIPBREAKOUT_TEST_IMAGE exists; nothing to do (--force rebuilds it)"
+if [ "$force" = no ] && podman image exists "$image"; then
+    log "image $image exists; nothing to do (--force rebuilds it)"
     exit 0
 fi
 
@@ -46,7 +63,7 @@ trap cleanup EXIT
 rootfs="$workdir/rootfs"
 
 log "debootstrap bookworm from $mirror"
-debootstrap --variant=minbase --include=python3,python3-apt,ca-certificates,sudo bookworm "$rootfs" "$mirror" \
+debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" \
     > "$workdir/debootstrap.log" 2>&1 || { tail -n 30 "$workdir/debootstrap.log" >&2; die "debootstrap failed"; }
 
 {
@@ -64,13 +81,13 @@ chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -ec '
 ' > "$workdir/upgrade.log" 2>&1 || { tail -n 30 "$workdir/upgrade.log" >&2; die "upgrade in the chroot failed"; }
 umount "$rootfs/proc"
 
-old_image="$(podman image inspect --format '{{.Id}}' "$SIPBREAKOUT_TEST_IMAGE" 2>/dev/null || true)"
-log "importing $SIPBREAKOUT_TEST_IMAGE"
+old_image="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
+log "importing $image"
 tar -C "$rootfs" --numeric-owner -c . |
-    podman import --quiet --change 'CMD ["sleep", "infinity"]' --message "Debian 12 from $mirror for molecule" \
-        - "$SIPBREAKOUT_TEST_IMAGE" > /dev/null
+    podman import --quiet --change "CMD $command" --message "Debian 12 from $mirror for molecule" \
+        - "$image" > /dev/null
 if [ -n "$old_image" ]; then
     # The image this one replaces (--force), unless a container still uses it.
     podman image rm "$old_image" > /dev/null 2>&1 || true
 fi
-log "built $SIPBREAKOUT_TEST_IMAGE"
+log "built $image"

@@ -6,6 +6,8 @@ HACK_MOLECULE_DIR="${SIPBREAKOUT_ROOT}/hack/molecule"
 
 # The image the molecule scenarios run; built locally because no image registry is reachable.
 SIPBREAKOUT_TEST_IMAGE="${SIPBREAKOUT_TEST_IMAGE:-localhost/sipbreakout-debian12:latest}"
+# The same with systemd as PID 1 (build-image.sh --systemd), for the keepalive's default scheduler.
+SIPBREAKOUT_SYSTEMD_TEST_IMAGE="${SIPBREAKOUT_SYSTEMD_TEST_IMAGE:-localhost/sipbreakout-debian12-systemd:latest}"
 # Where the podman collection extracted from the `ansible` wheel lives (ignored by git: /.cache/).
 SIPBREAKOUT_MOLECULE_COLLECTIONS="${SIPBREAKOUT_MOLECULE_COLLECTIONS:-${SIPBREAKOUT_ROOT}/.cache/molecule/collections}"
 # ANSIBLE_HOME for molecule runs: where molecule installs this collection before running the scenarios.
