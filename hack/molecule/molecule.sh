@@ -10,6 +10,7 @@ set -euo pipefail
 
 "$HACK_MOLECULE_DIR/host-packages.sh"
 "$HACK_MOLECULE_DIR/build-image.sh"
+"$HACK_MOLECULE_DIR/build-image.sh" --systemd
 collections="$("$HACK_MOLECULE_DIR/podman-collection.sh")"
 
 molecule="${MOLECULE:-${SIPBREAKOUT_ROOT}/.venv/bin/molecule}"
@@ -25,7 +26,7 @@ export PATH
 export ANSIBLE_HOME="${SIPBREAKOUT_MOLECULE_ANSIBLE_HOME}"
 mkdir -p "$ANSIBLE_HOME/collections"
 export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_HOME}/collections:${collections}"
-export SIPBREAKOUT_TEST_IMAGE
+export SIPBREAKOUT_TEST_IMAGE SIPBREAKOUT_SYSTEMD_TEST_IMAGE
 # The API emulator stands in for the operator: the scenarios read its endpoint, CA and client from
 # $SIPBREAKOUT_EMULATOR_STATE/emulator.json. The container shares the host's network, so it reaches it on loopback.
 # An emulator already running in a given SIPBREAKOUT_EMULATOR_STATE is reused and left running (for stepping
