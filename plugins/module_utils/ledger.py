@@ -101,9 +101,23 @@ class Ledger:
     def read(self):
         return self._decode(self._file.read())
 
+    def get(self, keys):
+        """The entries of ``keys`` that the ledger holds, by key."""
+        entries = self.read()
+        return dict((key, entries[key]) for key in keys if key in entries)
+
+    def find(self, endpoint=None, principal=None, phone_number=None):
+        """The entries of ``endpoint``, ``principal`` and ``phone_number`` (None: any)."""
+        for _key, entry in sorted(self.read().items()):
+            if ((endpoint is None or entry.endpoint == endpoint)
+                    and (principal is None or entry.principal == principal)
+                    and (phone_number is None or entry.registration.phone_number == phone_number)):
+                yield entry
+
     @contextlib.contextmanager
-    def update(self):
-        """``with ledger.update() as entries:`` mutate the dict of key -> LedgerEntry; written when the block ends.
+    def update(self, keys=None):
+        """``with ledger.update(keys) as entries:`` mutate the dict of key -> LedgerEntry (the entries of ``keys``,
+        or all of them); written when the block ends.
 
         Nothing is written if the block raises.
         """
