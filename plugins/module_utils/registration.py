@@ -170,3 +170,23 @@ class Registration(namedtuple("Registration", _FIELDS)):
     @classmethod
     def from_dict(cls, data):
         return cls(*(data.get(field) for field in _FIELDS))
+
+    @classmethod
+    def from_options(cls, options, state="present"):
+        """:meth:`create` from a dict with the module's option names (an item of ``registrations``, a line of a
+        registrations file); a route type is required only with ``state`` present."""
+        return cls.create(
+            sip_uri=options.get("sip_uri"), route_type=options.get("route_type"),
+            phone_number=options.get("phone_number"),
+            mobile_originating_prefix=options.get("mobile_originating_prefix"),
+            mobile_terminating_prefix=options.get("mobile_terminating_prefix"),
+            require_route_type=state == "present")
+
+
+class Item(namedtuple("Item", ["registration", "state", "line"])):
+    """A registration as declared, with its state and, when it was read from a file, the line it is on."""
+
+    __slots__ = ()
+
+    def __new__(cls, registration, state, line=None):
+        return super().__new__(cls, registration, state, line)
