@@ -92,13 +92,15 @@ class _FileChanged(Exception):
 
 
 class Checked:
-    """What the check pass keeps: how many registrations, the digests of their keys and, when asked for, the phone
-    numbers they name."""
+    """What the check pass keeps: how many registrations, the digests of their keys, when asked for the phone
+    numbers they name, and the first problems."""
 
     def __init__(self, keys, numbers):
         self.count = 0
         self.keys = keys
         self.numbers = numbers
+        self.problems = []
+        self.problem_count = 0
 
 
 class _Problems:
@@ -115,7 +117,7 @@ class _Problems:
 
 
 class RegistrationsFile:
-    """``with RegistrationsFile(path) as source:`` then ``source.check(key)`` and ``source.items(key)``."""
+    """``with RegistrationsFile(path) as source:`` then ``source.check(key)`` and ``source.items()``."""
 
     def __init__(self, path, file_format=None):
         self.path = os.path.abspath(os.path.expanduser(path))
@@ -153,9 +155,26 @@ class RegistrationsFile:
         return "%s line %d" % (self.path, line)
 
     def check(self, key, check=None, numbers=False):
-        """Validate every line, before anything is sent. ``key(registration)`` is the ledger key (duplicates are
-        refused by it); ``check(registration)`` raises ValidationError for what the credentials demand. Returns a
-        :class:`Checked`; raises one ValidationError naming the first MAX_PROBLEMS problems with their lines."""
+        """Validate every line, before anything is sent: :meth:`scan`, then one ValidationError naming the first
+        MAX_PROBLEMS problems with their lines, or for a file without registrations. Returns the :class:`Checked`."""
+        checked = self.scan(key, check, numbers)
+        if checked.problem_count:
+            more = checked.problem_count - len(checked.problems)
+            raise ValidationError(OPTION, "%s has %d problem(s); nothing was sent and the ledger is unchanged:\n%s%s"
+                                  % (self.path, checked.problem_count,
+                                     "\n".join("line %d: %s" % problem for problem in checked.problems),
+                                     "\n... and %d more" % more if more else ""))
+        if not checked.count:
+            raise ValidationError(OPTION, "%s holds no registration. A file cut short or copied wrong must not "
+                                          "count as an empty list; to remove every registration, give "
+                                          "registrations: [] with purge and max_purge=100" % self.path)
+        return checked
+
+    def scan(self, key, check=None, numbers=False):
+        """Read every line: ``key(registration)`` is the ledger key (a repeated one is a problem), ``check(item)``
+        raises ValidationError for what else a line must meet (what the credentials demand). Returns a
+        :class:`Checked` with the first MAX_PROBLEMS ``(line, problem)`` in ``problems``, by line, and their number
+        in ``problem_count``; raises ValidationError only for a file that cannot be read as registrations."""
         checked = Checked(KeyDigests(), set() if numbers else None)
         problems = _Problems()
         duplicates = _Problems()  # (line, digest) of the first MAX_PROBLEMS repeated keys
@@ -175,19 +194,8 @@ class RegistrationsFile:
             raise ValidationError(OPTION, "%s changed while it was being checked (its size or modification time); "
                                           "nothing was sent. Write a new file and rename it into place instead"
                                   % self.path)
-        problems.total += duplicates.total
-        if problems.total:
-            found.sort()
-            shown = found[:MAX_PROBLEMS]
-            more = problems.total - len(shown)
-            raise ValidationError(OPTION, "%s has %d problem(s); nothing was sent and the ledger is unchanged:\n%s%s"
-                                  % (self.path, problems.total,
-                                     "\n".join("line %d: %s" % (line, message) for line, message in shown),
-                                     "\n... and %d more" % more if more else ""))
-        if not checked.count:
-            raise ValidationError(OPTION, "%s holds no registration. A file cut short or copied wrong must not "
-                                          "count as an empty list; to remove every registration, give "
-                                          "registrations: [] with purge and max_purge=100" % self.path)
+        checked.problems = sorted(found)[:MAX_PROBLEMS]
+        checked.problem_count = problems.total + duplicates.total
         return checked
 
     def _duplicates(self, repeated, key, check):
@@ -229,13 +237,13 @@ class RegistrationsFile:
                 continue
             try:
                 state = normalize_state(values.get("state"))
-                registration = Registration.from_options(values, state)
+                item = Item(Registration.from_options(values, state), state, line)
                 if check is not None:
-                    check(registration)
+                    check(item)
             except ValidationError as exc:
                 yield line, None, str(exc)
                 continue
-            yield line, Item(registration, state, line), None
+            yield line, item, None
 
     def _lines(self):
         """(line number, text, None) of every physical line, its end kept, or (line number, None, problem) for one

@@ -492,8 +492,8 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
 def _ensure_file(service, source, plan, apply, diff, log):
     """Check the whole file, decide the purge and takeover, then plan, send and record a chunk at a time
     (``apply`` None: check mode, nothing is sent)."""
-    checked = source.check(service.key, service.connection.check_registration,
-                           numbers=plan["takeover"] is not None)
+    demands = service.connection.check_registration
+    checked = source.check(service.key, lambda item: demands(item.registration), numbers=plan["takeover"] is not None)
     service.prepare(checked.keys, checked.numbers or (), **plan)
     report = Report(service.connection.principal, limit=RESULTS_LIMIT, changes_only=True, diff=diff)
 
@@ -504,7 +504,7 @@ def _ensure_file(service, source, plan, apply, diff, log):
         if log is not None:
             log("registrations_file %s: %d steps done (%s)" % (source.path, report.total, report.progress()))
 
-    for chunk in _chunks(source.items(service.connection.check_registration), CHUNK_SIZE):
+    for chunk in _chunks(source.items(lambda item: demands(item.registration)), CHUNK_SIZE):
         run(service.steps([(item, service.key(item.registration)) for item in chunk]))
     for steps in service.steps_after(CHUNK_SIZE):
         run(steps)

@@ -218,8 +218,8 @@ def test_a_failure_lists_the_first_problems_and_counts_the_rest(tmp_path):
 
 
 def test_what_the_credentials_demand_is_checked_on_every_line(tmp_path):
-    def needs_number(registration):
-        if not registration.phone_number:
+    def needs_number(item):
+        if not item.registration.phone_number:
             raise ValidationError("phone_number", "is required with client_id/client_secret")
 
     path = _write(tmp_path, "numbers.csv", "phone_number,sip_uri,route_type\n,%s,loop\n+4799990000,%s,loop\n"
