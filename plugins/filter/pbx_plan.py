@@ -26,7 +26,7 @@ description:
     (and the other way round).
   - C(sipbreakout_registrations_file) names a registrations file on the controller (CSV or JSON lines, as the
     module's C(registrations_file) option reads it), instead of C(sipbreakout_registrations). It is read a line at
-    a time: every line is checked as the module checks it, and also must name its C(phone_number) and, when
+    a time. Every line is checked as the module checks it, and also must name its C(phone_number) and, when
     present, both prefixes (its lines do not take the host-wide values). Its C(sip_uri) hosts and prefixes count
     like those of C(sipbreakout_registrations); its numbers are not listed (a file may hold a million), the
     P(wgtwo.sipbreakout.pbx_shared_numbers#filter) filter compares them across hosts.

@@ -120,7 +120,7 @@ options:
         no registration appears twice. The failure names the file and the first 20 problems with their line
         numbers (both lines for a repeated registration), and counts the rest. A missing, unreadable or empty file
         is refused too; an empty list with O(purge) is O(registrations=[]).
-      - The file is then read again and applied 10,000 lines at a time: each chunk is planned from the ledger's
+      - The file is then read again and applied 10,000 lines at a time. Each chunk is planned from the ledger's
         entries of its registrations, sent with O(concurrency) calls in flight, and recorded in the ledger before
         the next one starts, so the module's memory does not grow with the file and a run that is interrupted
         has recorded everything it applied. O(purge) deletes what the ledger holds beyond the file, after the
