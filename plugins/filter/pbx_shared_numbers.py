@@ -55,6 +55,7 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import Va
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registrations_file import MAX_PROBLEMS, \
     RegistrationsFile
 
+
 def _present(host, source):
     """(number, position) of each present registration of ``host``'s file (its line) or list (its index)."""
     path = source.get("registrations_file")

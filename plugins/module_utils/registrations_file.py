@@ -314,8 +314,8 @@ class RegistrationsFile:
             elif columns is None:
                 columns = self._header(row, start)
             elif len(row) != len(columns):
-                yield start, None, "has %d field(s), the header has %d (%s)" % (len(row), len(columns),
-                                                                                 ",".join(columns))
+                yield start, None, "has %d field(s), the header has %d (%s)" % (
+                    len(row), len(columns), ",".join(columns))
             else:
                 yield start, dict((name, cell.strip() or None) for name, cell in zip(columns, row)), None
         if columns is None:

@@ -8,6 +8,7 @@ what the engine reads of the ledger (a chunk's keys, never the whole of it witho
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -140,8 +141,8 @@ def test_a_file_is_applied_chunk_by_chunk_and_a_rerun_changes_nothing(tmp_path, 
 def test_a_bad_line_deep_inside_changes_nothing_and_is_named(tmp_path, emu):
     work = Workdir(tmp_path)
     numbers = _numbers()
-    ensure_from_options(module_options(emu, work, registrations_file=_csv(str(tmp_path / "first.csv"),
-                                                                         numbers[:1000])))
+    first = _csv(str(tmp_path / "first.csv"), numbers[:1000])
+    ensure_from_options(module_options(emu, work, registrations_file=first))
     before = _observed(emu, work)
 
     # Lines 2 to 3001 are the numbers: a new route type for all, line 2501 insecure, and line 10 once more at the end.
@@ -156,8 +157,8 @@ def test_a_bad_line_deep_inside_changes_nothing_and_is_named(tmp_path, emu):
             "registrations_file: %s has 2 problem(s); nothing was sent and the ledger is unchanged:" % path,
             "line 2501: %s: sip_uri: 'sip:pbx.example.com' is not secure SIP: the operator only accepts 'sips:' URIs "
             "(it answers 'Secure SIP domain name required'); use 'sips:pbx.example.com'" % numbers[2499],
-            "line 3002: %s -> %s is on line 10 already; each registration may be declared once" % (numbers[8],
-                                                                                                  SIP_URI)]
+            "line 3002: %s -> %s is on line 10 already; each registration may be declared once" % (
+                numbers[8], SIP_URI)]
     # No call, no token request, the emulator and the ledger file as they were.
     assert _observed(emu, work) == before
 
@@ -230,8 +231,7 @@ def test_fail_fast_stops_across_chunks_and_the_ledger_holds_what_was_applied(tmp
 
 def test_adding_one_number_reads_only_its_own_entries(tmp_path, emu, monkeypatch):
     work = Workdir(tmp_path)
-    ensure_from_options(module_options(emu, work, registrations_file=_csv(str(tmp_path / "all.csv"),
-                                                                         _numbers(200))))
+    ensure_from_options(module_options(emu, work, registrations_file=_csv(str(tmp_path / "all.csv"), _numbers(200))))
     other_uri = "sips:other.example.com:5061"
     spy = LedgerSpy(monkeypatch)
     result = ensure_from_options(module_options(emu, work, phone_number=_numbers(1)[0], sip_uri=other_uri,
@@ -282,3 +282,31 @@ def test_a_missing_file_is_refused_before_anything(tmp_path, emu):
         ensure_from_options(module_options(emu, work, registrations_file=path, purge=True))
     assert str(refused.value) == "registrations_file: %s does not exist on this host" % path
     assert emu.calls(limit=0)["token_requests"] == before and not os.path.exists(work.ledger)
+
+
+def _module(tmp_path, **args):
+    """The registration module as Ansible starts it (``python -m MODULE ARGS.json``); its JSON result."""
+    path = str(tmp_path / "args.json")
+    with open(path, "w") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    run = subprocess.run([sys.executable, "-m", "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration",
+                          path], capture_output=True, text=True, timeout=60, check=False)
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(registrations=[dict(sip_uri=SIP_URI, route_type="loop")]),
+     "parameters are mutually exclusive: registrations_file|registrations"),
+    (dict(phone_number="+4799990000", sip_uri=SIP_URI), "parameters are mutually exclusive: "),
+    (dict(registrations_file_format="xml"), "value of registrations_file_format must be one of: auto, csv, jsonl"),
+])
+def test_the_module_takes_a_file_alone(tmp_path, args, message):
+    path = _csv(str(tmp_path / "numbers.csv"), _numbers(2))
+    result = _module(tmp_path, registrations_file=path, ledger_path=str(tmp_path / "ledger.json"), **args)
+    assert result["failed"] and message in result["msg"]
+
+
+def test_the_module_purges_with_a_file_only_as_well(tmp_path):
+    result = _module(tmp_path, purge=True, sip_uri=SIP_URI, ledger_path=str(tmp_path / "ledger.json"))
+    assert result["failed"]
+    assert result["msg"] == "purge is True but any of the following are missing: registrations, registrations_file"
