@@ -370,44 +370,48 @@ class Ledger:
         counts = dict(live=total - lapsed - error - expiring, expiring=expiring, lapsed=lapsed, error=error)
         return total, counts, LedgerEntry.from_row(nearest[0]) if nearest else None
 
-    def failing(self, limit, endpoint=None, principal=None):
-        """``(count, first entries)``: entries whose last attempt failed, and with ``endpoint`` and ``principal``
-        also those a keepalive for them does not refresh (another's, or pending a delete); at most ``limit`` of
-        them, by number and URI."""
-        where, params = _FAILING, []
+    def failing(self, limit=None, endpoint=None, principal=None, errors=True):
+        """``(count, first entries)`` of the entries whose last attempt failed (with ``errors``) and, given
+        ``endpoint`` and ``principal``, of those a keepalive for them does not refresh: another's, or pending a
+        delete. At most ``limit`` entries (all when None), by number and URI."""
+        conditions, params = [], []
+        if errors:
+            conditions.append(_FAILING)
         if endpoint is not None:
-            where = "%s OR NOT (endpoint = ? AND principal = ?) OR delete_pending" % _FAILING
+            conditions.append("NOT (endpoint = ? AND principal = ?) OR delete_pending")
             params = [endpoint, principal]
+        where = " OR ".join(conditions) or "0"
         total = self._query("SELECT COUNT(*) FROM registrations WHERE %s" % where, params)
-        first = self._query("%s WHERE %s ORDER BY phone_number, sip_uri, key LIMIT %d"
-                            % (_SELECT, where, int(limit)), params)
+        first = self._query("%s WHERE %s ORDER BY phone_number, sip_uri, key%s"
+                            % (_SELECT, where, "" if limit is None else " LIMIT %d" % limit), params)
         return (total[0][0] if total else 0), [LedgerEntry.from_row(row) for row in first]
 
-    def unmanaged(self, limit, endpoint, principal):
-        """``(count, first entries)`` a keepalive for ``endpoint`` as ``principal`` does not refresh: another's, or
-        pending a delete; at most ``limit`` of them, by number and URI."""
-        where = "NOT (endpoint = ? AND principal = ?) OR delete_pending"
-        params = [endpoint, principal]
-        total = self._query("SELECT COUNT(*) FROM registrations WHERE %s" % where, params)
-        first = self._query("%s WHERE %s ORDER BY phone_number, sip_uri, key LIMIT %d"
-                            % (_SELECT, where, int(limit)), params)
-        return (total[0][0] if total else 0), [LedgerEntry.from_row(row) for row in first]
+    def longest_ttl(self, endpoint, principal, default_ttl):
+        """The longest TTL of the entries of ``endpoint`` and ``principal`` (``default_ttl`` for one not known)."""
+        rows = self._query("SELECT MAX(IFNULL(time_to_live, ?)) FROM registrations WHERE +endpoint = ? AND "
+                           "+principal = ?", (default_ttl, endpoint, principal))
+        return rows[0][0] if rows and rows[0][0] is not None else default_ttl
 
-    def expiring(self, endpoint, principal, limit, before=None, lead=0.0, default_ttl=0.0, untried_since=None,
-                 after=None):
+    def shortest_ttl(self, endpoint, principal):
+        """The shortest TTL the API returned for an entry of ``endpoint`` and ``principal``; None if none did."""
+        rows = self._query("SELECT MIN(time_to_live) FROM registrations WHERE +endpoint = ? AND +principal = ? "
+                           "AND time_to_live > 0", (endpoint, principal))
+        return rows[0][0] if rows else None
+
+    def expiring(self, endpoint, principal, limit, before=None, lead=0.0, default_ttl=0.0, longest_ttl=None,
+                 untried_since=None, after=None):
         """The next ``limit`` entries of ``endpoint`` and ``principal`` not pending a delete, in expiry order (never
-        confirmed ones first), from after the position ``after`` (a previous call's ``position(entry)``).
+        confirmed ones first), from after the position ``after`` (what the previous call returned).
 
         With ``before``, only those whose expiry less ``lead`` times their TTL (``default_ttl`` when unknown) is
-        not after ``before``; with ``untried_since``, only those not attempted since then. Returns the entries and
-        the position after the last one (None when there are none)."""
+        not after ``before``; ``longest_ttl`` (longest_ttl()) bounds the rows looked at. With ``untried_since``,
+        only those not attempted since then. Returns the entries and the position after the last one."""
         where = ["endpoint = :endpoint", "principal = :principal", "delete_pending = 0"]
-        params = dict(endpoint=endpoint, principal=principal, lead=lead, ttl=default_ttl, before=before)
+        params = dict(endpoint=endpoint, principal=principal)
         if before is not None:
-            # The index bounds the rows looked at; the row's own TTL then decides.
-            longest = self._query("SELECT MAX(IFNULL(time_to_live, :ttl)) FROM registrations"
-                                  " WHERE +endpoint = :endpoint AND +principal = :principal", params)
-            params["horizon"] = before + lead * ((longest[0][0] if longest else None) or default_ttl)
+            # The index bounds the rows looked at; each row's own TTL then decides.
+            params.update(before=before, lead=lead, ttl=default_ttl,
+                          horizon=before + lead * (default_ttl if longest_ttl is None else longest_ttl))
             where.append("%s <= :horizon" % _EXPIRY)
             where.append("%s - :lead * IFNULL(time_to_live, :ttl) <= :before" % _EXPIRY)
         if untried_since is not None:
@@ -419,8 +423,10 @@ class Ledger:
             params.update(after_expiry=after[0], after_key=after[1])
         rows = self._query("%s WHERE %s ORDER BY %s, key LIMIT %d" % (_SELECT, " AND ".join(where), _EXPIRY,
                                                                        int(limit)), params)
-        entries = [LedgerEntry.from_row(row) for row in rows]
-        return entries, (position(rows[-1][0], entries[-1]) if rows else None)
+        if not rows:
+            return [], after
+        last = rows[-1]
+        return [LedgerEntry.from_row(row) for row in rows], (last[10] if last[10] is not None else 0, last[0])
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -483,8 +489,3 @@ class Ledger:
         """
         return locked(self.path + ".apply.lock", self.lock_timeout, shared=not exclusive, stop=stop)
 
-
-def position(key, entry):
-    """Where ``entry`` (stored under ``key``) stands in Ledger.expiring()'s order."""
-    expires_at = entry.expires_at
-    return (expires_at if expires_at is not None else 0, key)
