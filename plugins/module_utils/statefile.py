@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A JSON file that several processes update safely: the ledger and the token cache are built on it.
+"""A JSON file that several processes update safely: the token cache and the keepalive's health file.
 
 Readers never lock: every write goes to a temporary file in the same directory, is fsynced and renamed over the
 old one, so a reader sees either the old or the new content, never half of it. Writers serialise on an ``flock``
@@ -64,7 +64,7 @@ def _encode(value, depth=0):
     """JSON with the outer objects spread over lines and each of their entries on one line of its own.
 
     A person can still read, grep and diff it, and each line comes from the json module's C encoder (``indent``
-    would use its pure-Python one, several times slower for a ledger of 10,000 registrations).
+    would use its pure-Python one, several times slower for a file of 10,000 entries).
     """
     if depth < SPREAD_DEPTH and isinstance(value, dict) and value:
         indent = " " * (depth + 1)
@@ -135,9 +135,13 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        # The rename is durable only once the directory entry is on disk.
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_directory(directory)
+
+
+def fsync_directory(directory):
+    """A rename into ``directory`` is durable only once the directory entry is on disk."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

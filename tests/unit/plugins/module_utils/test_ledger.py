@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import stat
 
+import sqlite3
+
 import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import LedgerError
@@ -31,8 +33,11 @@ def test_write_read_and_modes(tmp_path):
     assert back.registration == entry.registration
     assert back.expires_at == 4600.0
     assert back.live(4599.0) and not back.live(4600.0)
-    on_disk = json.loads(open(ledger.path).read())
-    assert on_disk["body"]["registrations"][entry.key]["expires_at"] == "1970-01-01T01:16:40Z"
+    for suffix in ("-wal", "-shm"):
+        assert stat.S_IMODE(os.stat(ledger.path + suffix).st_mode) == 0o600, suffix
+    with open(ledger.path, "rb") as handle:
+        assert handle.read(16) == b"SQLite format 3\x00"
+    assert _rows(ledger.path) == [(entry.key, "+4799990000", 4600.0, 0)]
 
 
 def test_failed_block_writes_nothing(tmp_path):
@@ -40,12 +45,12 @@ def test_failed_block_writes_nothing(tmp_path):
     first = _entry("+4799990000")
     with ledger.update() as entries:
         entries[first.key] = first
-    before = open(ledger.path).read()
+    before = _rows(ledger.path)
     with pytest.raises(RuntimeError):
         with ledger.update() as entries:
             entries.clear()
             raise RuntimeError("boom")
-    assert open(ledger.path).read() == before
+    assert _rows(ledger.path) == before and len(before) == 1
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"format": "other", "version": 1, "body": {}}),
@@ -63,6 +68,16 @@ def test_corrupt_ledger_is_reported_and_kept(tmp_path, content):
         with ledger.update() as entries:
             entries.clear()
     assert path.read_text() == content
+
+
+def _rows(path):
+    """What the database file holds, read with plain sqlite3."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT key, phone_number, expires_at, delete_pending FROM registrations "
+                            "ORDER BY key").fetchall()
+    finally:
+        conn.close()
 
 
 def _add_many(path, start, count):
@@ -87,16 +102,17 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert leftovers == []
 
 
-def test_lock_timeout_names_the_lock(tmp_path):
-    import fcntl
+def test_lock_timeout_names_the_ledger(tmp_path):
     path = str(tmp_path / "ledger.json")
     ledger = Ledger(path, lock_timeout=0.2)
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    with ledger.update():
+        pass
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(LedgerError) as caught:
             with ledger.update():
                 pass
-        assert "ledger.json.lock stayed locked" in str(caught.value)
+        assert "ledger.json stayed locked by another process for 0.2 s" in str(caught.value)
     finally:
-        os.close(fd)
+        other.close()
