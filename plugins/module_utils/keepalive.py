@@ -23,7 +23,7 @@ Config file (JSON object; every key optional; root-only when it holds a secret):
       "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
       "max_sleep": 300,             # loop mode: wake at least this often to pick up new ledger entries
       "concurrency": 256,           # the most calls in flight at once during a pass
-      "batch_size": 2000            # due registrations sent, then recorded, at a time
+      "batch_size": 5000            # due registrations sent, then recorded, at a time
     }
 
 docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
@@ -88,7 +88,7 @@ SETTINGS = {
     "retry_interval": ("float", 60.0),
     "max_sleep": ("float", 300.0),
     "concurrency": ("int", DEFAULT_CONCURRENCY),
-    "batch_size": ("int", 2000),
+    "batch_size": ("int", 5000),
 }
 # Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
 CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
@@ -223,27 +223,29 @@ class Keepalive:
     def owns(self, entry):
         return entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal
 
-    def refresh_at(self, entry):
+    def refresh_at(self, entry, key=None):
         """When ``entry`` should be refreshed: once ``refresh_fraction`` (plus its jitter) of the TTL is left."""
         if entry.upserted_at is None:
             return 0.0
         ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
-        spread = _spread(entry.key, entry.upserted_at)
+        spread = _spread(key or entry.key, entry.upserted_at)
         margin = ttl * self.settings.refresh_fraction * (1.0 + self.settings.jitter * spread)
         return max(entry.upserted_at + ttl - margin, entry.upserted_at + MIN_REFRESH_SECONDS)
 
-    def retry_delay(self, entry):
+    def retry_delay(self, entry, key=None):
         ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
         # Short TTLs get short retries, so a failed refresh is tried again well before the registration lapses.
         base = min(self.settings.retry_interval, max(ttl / 6.0, 0.2))
-        return base * (1.0 + self.settings.jitter * _spread(entry.key, entry.last_attempt_at))
+        return base * (1.0 + self.settings.jitter * _spread(key or entry.key, entry.last_attempt_at))
 
-    def next_attempt_at(self, entry, lookahead=0.0):
-        """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run."""
-        due = self.refresh_at(entry) - lookahead
+    def next_attempt_at(self, entry, lookahead=0.0, key=None):
+        """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run.
+
+        ``key``, when known, saves computing the entry's key."""
+        due = self.refresh_at(entry, key) - lookahead
         failing = entry.last_error and entry.last_attempt_at is not None
         if failing and entry.last_attempt_at >= (entry.upserted_at or 0.0):
-            due = max(due, entry.last_attempt_at + self.retry_delay(entry))
+            due = max(due, entry.last_attempt_at + self.retry_delay(entry, key))
         return due
 
     # ------------------------------------------------------------------------------------------ one pass
@@ -284,7 +286,8 @@ class Keepalive:
                 lead=lead, default_ttl=DOCUMENTED_TTL, longest_ttl=longest, untried_since=started, after=position)
             if not candidates:
                 break
-            due = [entry for entry in candidates if force or self.next_attempt_at(entry, lookahead) <= started]
+            due = [(key, entry) for key, entry in candidates
+                   if force or self.next_attempt_at(entry, lookahead, key) <= started]
             if not due:
                 continue
             run["due"] += len(due)
@@ -310,7 +313,7 @@ class Keepalive:
             if call.api_down and not blocker:
                 blocker.append(call.error)
 
-        calls = [Call(entry.registration) for entry in due]
+        calls = [Call(entry.registration) for _key, entry in due]
         lowest = self.settings.concurrency
         try:
             if not blocker:
@@ -319,9 +322,9 @@ class Keepalive:
                                                     clock=self.clock)
         finally:
             # Also when something unexpected interrupts the calls: what was refreshed is recorded.
-            with self.ledger.update([entry.key for entry in due]) as current:
-                for entry, call in zip(due, calls):
-                    self._record(current.get(entry.key), entry, call, blocker, run)
+            with self.ledger.update([key for key, _entry in due]) as current:
+                for (key, entry), call in zip(due, calls):
+                    self._record(current.get(key), entry, call, blocker, run)
         return lowest
 
     def _record(self, entry, sent, call, blocker, run):
@@ -479,8 +482,8 @@ class Keepalive:
                 candidates, position = self.ledger.expiring(
                     endpoint, principal, self.settings.batch_size, before=soonest, lead=lead,
                     default_ttl=DOCUMENTED_TTL, longest_ttl=longest, after=position)
-                for entry in candidates:
-                    soonest = min(soonest, self.next_attempt_at(entry))
+                for key, entry in candidates:
+                    soonest = min(soonest, self.next_attempt_at(entry, key=key))
                 if not candidates:
                     break
         except LedgerError:

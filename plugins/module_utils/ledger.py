@@ -348,6 +348,7 @@ class Ledger:
             if len(rows) < PAGE_ROWS:
                 return
             after = rows[-1][0]
+            del rows  # one page in memory at a time
 
     def count(self):
         """How many entries the ledger holds."""
@@ -405,7 +406,7 @@ class Ledger:
 
         With ``before``, only those whose expiry less ``lead`` times their TTL (``default_ttl`` when unknown) is
         not after ``before``; ``longest_ttl`` (longest_ttl()) bounds the rows looked at. With ``untried_since``,
-        only those not attempted since then. Returns the entries and the position after the last one."""
+        only those not attempted since then. Returns ``[(key, entry)]`` and the position after the last one."""
         where = ["endpoint = :endpoint", "principal = :principal", "delete_pending = 0"]
         params = dict(endpoint=endpoint, principal=principal)
         if before is not None:
@@ -426,7 +427,8 @@ class Ledger:
         if not rows:
             return [], after
         last = rows[-1]
-        return [LedgerEntry.from_row(row) for row in rows], (last[10] if last[10] is not None else 0, last[0])
+        return [(row[0], LedgerEntry.from_row(row)) for row in rows], (last[10] if last[10] is not None else 0,
+                                                                       last[0])
 
     # ------------------------------------------------------------------------------------------ writing
 

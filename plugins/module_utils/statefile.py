@@ -104,8 +104,8 @@ class StateFile:
             raise self._error("%s is not a %s file (format %r). It was left untouched." %
                               (self.path, self.format, data.get("format") if isinstance(data, dict) else None))
         if data.get("version") != self.version:
-            raise self._error("%s has version %r; this collection reads version %d. Use the collection version "
-                              "that wrote it." % (self.path, data.get("version"), self.version))
+            raise self._error("%s has version %r; this collection reads version %d. It was left untouched: use the "
+                              "collection version that wrote it." % (self.path, data.get("version"), self.version))
         return data["body"]
 
     @contextlib.contextmanager
