@@ -15,6 +15,7 @@ chunk (one ledger update, a result per item); a file goes CHUNK_SIZE lines at a 
 does not grow with the file, and returns the results of what changed or failed only, RESULTS_LIMIT at most.
 """
 
+import contextlib
 import time
 
 from . import purge_guard
@@ -464,8 +465,9 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
         raise ValidationError("previous_principal", "needs registrations or registrations_file: give the registration as a list of one")
     plan = dict(purge=bool(options.get("purge")), max_purge=max_purge, purge_allowance=purge_allowance,
                 takeover=takeover)
-    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection:
-        service = RegistrationService(connection, Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH))
+    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection, \
+            contextlib.closing(Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH)) as ledger:
+        service = RegistrationService(connection, ledger)
         result = dict(ledger_path=service.ledger.path)
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
         if source is not None:

@@ -67,9 +67,10 @@ def _ledger_numbers(work):
 
 
 def _observed(emu, work):
+    """The emulator's counters and registrations, and every row of the ledger with all its columns."""
     calls = emu.calls(limit=0)
-    with open(work.ledger, "rb") as handle:
-        return calls["total"], calls["token_requests"], _held(emu), handle.read()
+    rows = sorted(entry.row(key) for key, entry in Ledger(work.ledger).read().items())
+    return calls["total"], calls["token_requests"], _held(emu), rows
 
 
 def _calls(emu, method):
