@@ -264,10 +264,12 @@ class RegistrationsFile:
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
             try:
-                yield number, raw.decode("utf-8"), None
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 yield number, None, "is not UTF-8 text (byte 0x%02x at column %d); save the file as UTF-8" % (
                     raw[exc.start], exc.start + 1)
+                continue
+            yield number, text, None
 
     def _unchanged(self):
         if _identity(os.fstat(self._handle.fileno())) != self._identity:

@@ -103,7 +103,8 @@ class RegistrationService:
 
     What must hold before any call (the purge guard, a takeover) is decided by :meth:`prepare` from the declared
     keys alone; the steps are then planned a chunk at a time from the ledger's entries of that chunk's keys
-    (:meth:`steps`), sent and recorded (:meth:`apply`), so a run holds one chunk's entries, never the ledger's.
+    (:meth:`steps`), sent and recorded (:meth:`apply`), so a run holds one chunk's entries, never the ledger's
+    (a purge keeps the keys it deletes; a takeover reads the entries of this client's refresh tokens).
     """
 
     def __init__(self, connection, ledger, clock=time.time):
@@ -218,7 +219,7 @@ class RegistrationService:
             yield steps
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
-        """Send every step's call, ``concurrency`` in flight; record the successes in the ledger, once.
+        """Send every step's call, ``concurrency`` in flight; record them in the ledger, in one update.
 
         No call is started after one has failed for a transient reason with all its retries spent (the API is
         down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure, in this
