@@ -19,13 +19,12 @@ States of one registration, most severe first:
 import contextlib
 import os
 import socket
-import tempfile
 import time
 
 from . import adoption
 from .errors import LedgerError
 from .ledger import Ledger, isoformat
-from .statefile import StateFile
+from .statefile import StateFile, write_atomically
 
 LIVE = "live"
 EXPIRING = "expiring"
@@ -286,19 +285,9 @@ def write_textfile(path, lines):
 
     The temporary file's name does not end in ``.prom``, so the collector never reads it half-written.
     """
-    path = os.path.abspath(os.path.expanduser(path))
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    def write(handle):
+        for line in lines:
+            handle.write(line)
+            handle.write("\n")
+
+    write_atomically(os.path.abspath(os.path.expanduser(path)), write, mode=0o644, suffix=".tmp")
