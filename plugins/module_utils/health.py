@@ -19,13 +19,12 @@ States of one registration, most severe first:
 import contextlib
 import os
 import socket
-import tempfile
 import time
 
 from . import adoption
 from .errors import LedgerError
 from .ledger import Ledger, isoformat
-from .statefile import StateFile
+from .statefile import StateFile, write_atomically
 
 LIVE = "live"
 EXPIRING = "expiring"
@@ -233,55 +232,43 @@ def render_metrics(report, entries=None):
     def metric(name, help_text, samples):
         yield "# HELP %s%s %s" % (METRIC_PREFIX, name, help_text)
         yield "# TYPE %s%s gauge" % (METRIC_PREFIX, name)
-        for sample in samples:
-            yield sample
+        yield from samples
 
-    for line in metric("keepalive_last_run_timestamp_seconds", "When the keepalive last finished a pass (Unix time).",
-                       [_sample("keepalive_last_run_timestamp_seconds", float(run.get("finished_at_epoch") or 0))]):
-        yield line
-    for line in metric("keepalive_last_success_timestamp_seconds",
-                       "When a keepalive pass last ended without any failed refresh (Unix time; 0 if never).",
-                       [_sample("keepalive_last_success_timestamp_seconds",
-                                float(report.get("last_success_at_epoch") or 0))]):
-        yield line
-    for line in metric("keepalive_last_run_ok", "1 if the last pass ended without any failure, else 0.",
-                       [_sample("keepalive_last_run_ok", run.get("outcome") in ("ok", "idle"))]):
-        yield line
-    for line in metric("keepalive_last_run_refreshed", "Registrations the last pass refreshed.",
-                       [_sample("keepalive_last_run_refreshed", int(run.get("refreshed") or 0))]):
-        yield line
-    for line in metric("keepalive_last_run_failed", "Registrations the last pass failed to refresh.",
-                       [_sample("keepalive_last_run_failed", int(run.get("failed") or 0))]):
-        yield line
+    yield from metric("keepalive_last_run_timestamp_seconds", "When the keepalive last finished a pass (Unix time).",
+                      [_sample("keepalive_last_run_timestamp_seconds", float(run.get("finished_at_epoch") or 0))])
+    yield from metric("keepalive_last_success_timestamp_seconds",
+                      "When a keepalive pass last ended without any failed refresh (Unix time; 0 if never).",
+                      [_sample("keepalive_last_success_timestamp_seconds",
+                               float(report.get("last_success_at_epoch") or 0))])
+    yield from metric("keepalive_last_run_ok", "1 if the last pass ended without any failure, else 0.",
+                      [_sample("keepalive_last_run_ok", run.get("outcome") in ("ok", "idle"))])
+    yield from metric("keepalive_last_run_refreshed", "Registrations the last pass refreshed.",
+                      [_sample("keepalive_last_run_refreshed", int(run.get("refreshed") or 0))])
+    yield from metric("keepalive_last_run_failed", "Registrations the last pass failed to refresh.",
+                      [_sample("keepalive_last_run_failed", int(run.get("failed") or 0))])
     states = report.get("states") or {}
-    for line in metric("registrations", "Registrations in the ledger by state (live, expiring, lapsed, error).",
-                       [_sample("registrations", int(states.get(state, 0)), [("state", state)])
-                        for state in STATES]):
-        yield line
-    for line in metric("registrations_live", "Registrations the operator still holds (within their TTL).",
-                       [_sample("registrations_live", int(report.get("registrations_live") or 0))]):
-        yield line
-    for line in metric("registration_failures",
-                       "Registrations whose last refresh failed or that this keepalive cannot refresh.",
-                       [_sample("registration_failures", int(report.get("failures_total") or 0))]):
-        yield line
+    yield from metric("registrations", "Registrations in the ledger by state (live, expiring, lapsed, error).",
+                      [_sample("registrations", int(states.get(state, 0)), [("state", state)])
+                       for state in STATES])
+    yield from metric("registrations_live", "Registrations the operator still holds (within their TTL).",
+                      [_sample("registrations_live", int(report.get("registrations_live") or 0))])
+    yield from metric("registration_failures",
+                      "Registrations whose last refresh failed or that this keepalive cannot refresh.",
+                      [_sample("registration_failures", int(report.get("failures_total") or 0))])
     nearest = report.get("seconds_to_nearest_expiry")
     if nearest is not None:
-        for line in metric("nearest_expiry_seconds",
-                           "Seconds from the last pass to the nearest expiry of a live registration.",
-                           [_sample("nearest_expiry_seconds", float(nearest))]):
-            yield line
+        yield from metric("nearest_expiry_seconds",
+                          "Seconds from the last pass to the nearest expiry of a live registration.",
+                          [_sample("nearest_expiry_seconds", float(nearest))])
     if entries is not None:
-        for line in metric("registration_expiry_timestamp_seconds",
-                           "When each registration lapses unless refreshed (Unix time); alert on this minus time().",
-                           (_sample("registration_expiry_timestamp_seconds", float(entry.expires_at),
-                                    _series_labels(entry))
-                            for entry in entries() if entry.expires_at is not None)):
-            yield line
-        for line in metric("registration_refresh_failing", "1 if the last refresh of this registration failed.",
-                           (_sample("registration_refresh_failing", last_result(entry) == "failed",
-                                    _series_labels(entry)) for entry in entries())):
-            yield line
+        yield from metric("registration_expiry_timestamp_seconds",
+                          "When each registration lapses unless refreshed (Unix time); alert on this minus time().",
+                          (_sample("registration_expiry_timestamp_seconds", float(entry.expires_at),
+                                   _series_labels(entry))
+                           for entry in entries() if entry.expires_at is not None))
+        yield from metric("registration_refresh_failing", "1 if the last refresh of this registration failed.",
+                          (_sample("registration_refresh_failing", last_result(entry) == "failed",
+                                   _series_labels(entry)) for entry in entries()))
 
 
 def _series_labels(entry):
@@ -298,19 +285,9 @@ def write_textfile(path, lines):
 
     The temporary file's name does not end in ``.prom``, so the collector never reads it half-written.
     """
-    path = os.path.abspath(os.path.expanduser(path))
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    def write(handle):
+        for line in lines:
+            handle.write(line)
+            handle.write("\n")
+
+    write_atomically(os.path.abspath(os.path.expanduser(path)), write, mode=0o644, suffix=".tmp")

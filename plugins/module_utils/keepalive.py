@@ -501,10 +501,10 @@ class Keepalive:
                     self.run_pass(mode="loop")
             except LedgerError as exc:
                 LOG.error("%s", exc)
-            finally:
-                # Opened again by the next pass: a ledger restored or moved meanwhile is the one it reads.
-                self.ledger.close()
-            self.stop.wait(self.seconds_to_next())
+            sleep = self.seconds_to_next()
+            # Opened again after the sleep: a ledger restored or moved meanwhile is the one the next pass reads.
+            self.ledger.close()
+            self.stop.wait(sleep)
         LOG.info("keepalive stopped")
 
 
@@ -602,4 +602,5 @@ def main(argv=None):
             return EXIT_FAILED
         return EXIT_FAILED if run["outcome"] == "failed" else EXIT_OK
     finally:
+        keepalive.ledger.close()
         connection.close()

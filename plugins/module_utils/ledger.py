@@ -41,8 +41,8 @@ _REGISTRATION_FIELDS = ("phone_number", "sip_uri", "route_type", "mobile_origina
 COLUMNS = ("key", "endpoint", "principal") + _REGISTRATION_FIELDS + (
     "upserted_at", "time_to_live", "expires_at", "last_error", "last_attempt_at", "delete_pending")
 _SELECT = "SELECT %s FROM registrations" % ", ".join(COLUMNS)
-_INSERT = "INSERT OR REPLACE INTO registrations (%s) VALUES (%s)" % (", ".join(COLUMNS),
-                                                                     ", ".join("?" for _ in COLUMNS))
+INSERT_ROW = "INSERT OR REPLACE INTO registrations (%s) VALUES (%s)" % (", ".join(COLUMNS),
+                                                                     ", ".join(["?"] * len(COLUMNS)))
 # Entries in key order are read in pages of this many rows, each its own statement: no read stays open across a
 # caller's writes, and memory does not grow with the ledger.
 PAGE_ROWS = 1000
@@ -422,13 +422,13 @@ class Ledger:
             # The first condition bounds the index range (SQLite does not for the row value on an expression).
             where.append("%s >= :after_expiry AND (%s, key) > (:after_expiry, :after_key)" % (_EXPIRY, _EXPIRY))
             params.update(after_expiry=after[0], after_key=after[1])
-        rows = self._query("%s WHERE %s ORDER BY %s, key LIMIT %d" % (_SELECT, " AND ".join(where), _EXPIRY,
-                                                                       int(limit)), params)
+        sql = "%s WHERE %s ORDER BY %s, key LIMIT %d" % (_SELECT, " AND ".join(where), _EXPIRY, int(limit))
+        rows = self._query(sql, params)
         if not rows:
             return [], after
         last = rows[-1]
-        return [(row[0], LedgerEntry.from_row(row)) for row in rows], (last[10] if last[10] is not None else 0,
-                                                                       last[0])
+        entries = [(row[0], LedgerEntry.from_row(row)) for row in rows]
+        return entries, (last[10] if last[10] is not None else 0, last[0])
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -469,14 +469,14 @@ class Ledger:
             if before.get(key) != row:
                 rows.append(row)
         if rows:
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT_ROW, rows)
 
     @staticmethod
     def _select_keys(conn, keys):
         found = {}
         keys = list(keys)
         for chunk in _chunks(keys, KEYS_PER_QUERY):
-            sql = "%s WHERE key IN (%s)" % (_SELECT, ", ".join("?" for _ in chunk))
+            sql = "%s WHERE key IN (%s)" % (_SELECT, ", ".join(["?"] * len(chunk)))
             for row in conn.execute(sql, chunk):
                 found[row[0]] = LedgerEntry.from_row(row)
         return found
@@ -490,4 +490,3 @@ class Ledger:
         never re-sends an entry whose change or deletion a module has sent but not yet recorded.
         """
         return locked(self.path + ".apply.lock", self.lock_timeout, shared=not exclusive, stop=stop)
-

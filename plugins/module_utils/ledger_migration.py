@@ -17,8 +17,8 @@ import sqlite3
 import tempfile
 
 from .errors import LedgerError
-from .ledger import _INSERT, SQLITE_MAGIC, LedgerEntry, create_schema, file_start
-from .statefile import StateFile, fsync_directory, locked
+from .ledger import INSERT_ROW, SQLITE_MAGIC, LedgerEntry, create_schema, file_start
+from .statefile import StateFile, fsync_directory, locked, write_atomically
 
 FORMAT_V1 = "wgtwo.sipbreakout/ledger"
 BACKUP_SUFFIX = ".json-v1.bak"
@@ -66,7 +66,7 @@ def write_database(tmp, entries, path):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
             create_schema(conn)
-            conn.executemany(_INSERT, (entry.row(key) for key, entry in entries.items()))
+            conn.executemany(INSERT_ROW, (entry.row(key) for key, entry in entries.items()))
             conn.execute("COMMIT")
         finally:
             conn.close()
@@ -82,18 +82,11 @@ def write_database(tmp, entries, path):
 
 def _copy_private(source, target):
     """``source``'s bytes at ``target`` (0600, fsynced, replaced atomically)."""
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(target), dir=os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+    def copy(handle):
+        with open(source, "rb") as original:
             shutil.copyfileobj(original, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+
+    write_atomically(target, copy, binary=True)
 
 
 def _remove_leftovers(directory, name):

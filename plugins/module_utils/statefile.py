@@ -121,21 +121,25 @@ class StateFile:
 
     def _write(self, body):
         data = {"format": self.format, "version": self.version, "body": body}
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), dir=directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(_encode(data))
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_directory(directory)
+        write_atomically(self.path, lambda handle: handle.write(_encode(data) + "\n"))
+        fsync_directory(os.path.dirname(self.path))
+
+
+def write_atomically(path, write, mode=0o600, binary=False, suffix=""):
+    """Replace ``path`` with what ``write(handle)`` writes: into a temporary file beside it (``suffix`` ends its
+    name), fsynced, given ``mode``, then renamed over ``path``. Nothing is left behind when ``write`` raises."""
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=suffix, dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def fsync_directory(directory):

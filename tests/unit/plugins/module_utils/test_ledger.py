@@ -62,11 +62,23 @@ def _foreign_database(path):
     conn.close()
 
 
-def _future_ledger(path):
+def _filled(path, numbers):
+    """A ledger with an entry for each of ``numbers``, and the entries."""
     ledger = Ledger(path)
-    with ledger.update():
-        pass
-    ledger.close()
+    entries = [_entry(number) for number in numbers]
+    with ledger.update() as current:
+        for entry in entries:
+            current[entry.key] = entry
+    return ledger, entries
+
+
+def _ledger_of(path, count):
+    """A ledger of ``count`` entries, closed."""
+    _filled(path, ["+4799%06d" % number for number in range(count)])[0].close()
+
+
+def _future_ledger(path):
+    _ledger_of(path, 1)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version=99")
     conn.commit()
@@ -74,12 +86,7 @@ def _future_ledger(path):
 
 
 def _truncated_ledger(path):
-    ledger = Ledger(path)
-    with ledger.update() as entries:
-        for number in range(3000):
-            entry = _entry("+4799%06d" % number)
-            entries[entry.key] = entry
-    ledger.close()
+    _ledger_of(path, 3000)
     with open(path, "r+b") as handle:
         handle.truncate(os.path.getsize(path) // 2)
 
@@ -191,11 +198,7 @@ def _writes(path):
 
 
 def test_update_of_some_keys_writes_exactly_the_changes(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
-    entries = [_entry("+479999%04d" % number) for number in range(5)]
-    with ledger.update() as current:
-        for entry in entries:
-            current[entry.key] = entry
+    ledger, entries = _filled(str(tmp_path / "ledger.json"), ["+479999%04d" % number for number in range(5)])
     writes = _writes(ledger.path)
     keys = [entry.key for entry in entries]
     added = _entry("+4799998888")
@@ -216,11 +219,7 @@ def test_update_of_some_keys_writes_exactly_the_changes(tmp_path):
 
 
 def test_get_looks_up_more_keys_than_one_query_takes(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
-    entries = [_entry("+4799%06d" % number) for number in range(1200)]
-    with ledger.update() as current:
-        for entry in entries:
-            current[entry.key] = entry
+    ledger, entries = _filled(str(tmp_path / "ledger.json"), ["+4799%06d" % number for number in range(1200)])
     wanted = [entry.key for entry in entries[::2]] + ["missing-%d" % number for number in range(600)]
     found = ledger.get(wanted)
     assert sorted(found) == sorted(entry.key for entry in entries[::2])
