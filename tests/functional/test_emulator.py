@@ -16,7 +16,8 @@ import pytest
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import wire
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "emulator"))
-from sipbreakout_emulator.testing import AdminClientError, running_emulator  # pylint: disable=wrong-import-position
+from sipbreakout_emulator.testing import (  # pylint: disable=wrong-import-position
+    AdminClientError, registrations_digest, running_emulator)
 
 M = wire.messages()
 SCOPE = "call.routing:write"
@@ -226,6 +227,24 @@ def test_upsert_replaces_same_number_and_uri(emulator, api, token):
     api.upsert(token, sip_uri="sips:other.example.com")
     api.upsert(token, phone_number="+4790000001")
     assert len(emulator.registrations()) == 3
+
+
+def test_registrations_summary_counts_digests_and_counts_upserts(emulator, api, token):
+    assert emulator.registrations_summary() == {"count": 0, "keys_sha256": registrations_digest([]), "by_upserts": {}}
+    api.upsert(token, phone_number="+4790000002")
+    api.upsert(token, phone_number="+4790000001", sip_uri="sips:b.example.com")
+    api.upsert(token, phone_number="+4790000001")
+    api.upsert(token, phone_number="+4790000002", route_type=M.ROUTE_TYPE_FORK)
+    summary = emulator.registrations_summary()
+    held = [(reg["phone_number"], reg["sip_uri"]) for reg in emulator.registrations()]
+    assert summary["count"] == 3
+    # The digest is the keys' in any order, and no other set of keys has it.
+    assert summary["keys_sha256"] == registrations_digest(reversed(held))
+    assert summary["keys_sha256"] != registrations_digest(held[:2] + [("+4790000003", URI)])
+    assert summary["by_upserts"] == {"1": 2, "2": 1}
+    api.delete(token, phone_number="+4790000001", sip_uri="sips:b.example.com")
+    assert emulator.registrations_summary()["keys_sha256"] == registrations_digest(
+        [("+4790000001", URI), ("+4790000002", URI)])
 
 
 def test_plain_sip_uri_is_not_acceptable_with_exact_text(emulator, api, token):

@@ -6,25 +6,28 @@
 It has no authentication of its own: the HTTPS server listens on 127.0.0.1 only and refuses ``/admin/`` to any
 peer that is not a loopback address, so only processes on this machine reach it.
 
-======  =======================  ==============================================================================
-method  path                     what
-======  =======================  ==============================================================================
-GET     /admin/health            ``{"ok": true, "pid": ...}``
-GET     /admin/registrations     live registrations (lapsed ones are gone)
-GET     /admin/calls[?limit=N]   counters per method and outcome, token request counts, recent calls, and the
-                                 most gRPC calls in flight at once since the last reset
-GET     /admin/faults            faults in force
-POST    /admin/faults            ``unavailable`` N, ``unavailable_for`` S, ``latency_ms`` M, ``token_unavailable`` N,
-                                 ``reject`` {NUMBER: ERROR_MESSAGE} (upserts of NUMBER answer NOT_ACCEPTABLE),
-                                 ``token_ttl`` S, ``ttl`` S, ``revoke_tokens`` true, ``clear`` true,
-                                 ``max_in_flight`` N (calls beyond N at once answer RESOURCE_EXHAUSTED; 0: off)
-GET     /admin/config            ``ttl``, ``token_ttl``, ``sandbox``
-POST    /admin/config            change any of them
-GET     /admin/clients           client ids and allowed scopes (no secrets)
-POST    /admin/clients           ``{"client_id", "client_secret", "scopes": [...]}`` adds or replaces a client
-POST    /admin/user-token        ``{"phone_number", "scope", "client_id"?}`` -> access and refresh token
-POST    /admin/reset             clear registrations, counters and faults; settings back to their start values
-======  =======================  ==============================================================================
+======  ============================  ==========================================================================
+method  path                          what
+======  ============================  ==========================================================================
+GET     /admin/health                 ``{"ok": true, "pid": ...}``
+GET     /admin/registrations          live registrations (lapsed ones are gone)
+GET     /admin/registrations/summary  ``count``, ``keys_sha256`` (state.registrations_digest of their keys) and
+                                      ``by_upserts`` {upserts: registrations}: a million checked without the list
+GET     /admin/calls[?limit=N]        counters per method and outcome, token request counts, recent calls, and the
+                                      most gRPC calls in flight at once since the last reset
+GET     /admin/faults                 faults in force
+POST    /admin/faults                 ``unavailable`` N, ``unavailable_for`` S, ``latency_ms`` M,
+                                      ``token_unavailable`` N, ``reject`` {NUMBER: ERROR_MESSAGE} (upserts of
+                                      NUMBER answer NOT_ACCEPTABLE), ``token_ttl`` S, ``ttl`` S,
+                                      ``revoke_tokens`` true, ``clear`` true, ``max_in_flight`` N (calls beyond
+                                      N at once answer RESOURCE_EXHAUSTED; 0: off)
+GET     /admin/config                 ``ttl``, ``token_ttl``, ``sandbox``
+POST    /admin/config                 change any of them
+GET     /admin/clients                client ids and allowed scopes (no secrets)
+POST    /admin/clients                ``{"client_id", "client_secret", "scopes": [...]}`` adds or replaces a client
+POST    /admin/user-token             ``{"phone_number", "scope", "client_id"?}`` -> access and refresh token
+POST    /admin/reset                  clear registrations, counters and faults; settings back to their start values
+======  ============================  ==========================================================================
 """
 
 import logging
@@ -102,6 +105,7 @@ def _post_user_token(state, body):
 _GET = {
     "/admin/health": lambda state, query: {"ok": True, "pid": os.getpid()},
     "/admin/registrations": lambda state, query: state.registrations(),
+    "/admin/registrations/summary": lambda state, query: state.registrations_summary(),
     "/admin/calls": lambda state, query: state.calls_snapshot(_limit(query)),
     "/admin/faults": lambda state, query: state.faults_snapshot(),
     "/admin/config": lambda state, query: state.config.as_dict(),

@@ -10,6 +10,7 @@ live again; wall-clock times are only reported.
 
 import collections
 import datetime
+import hashlib
 import hmac
 import re
 import secrets
@@ -76,6 +77,15 @@ def _scope_string(scopes):
 
 def _iso(wall):
     return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def registrations_digest(keys):
+    """SHA-256 (hex) of ``(phone_number, sip_uri)`` keys, one "phone_number sip_uri" line each in sorted order: what
+    ``registrations_summary`` reports, so that a test can compare a million held keys with the ones it sent."""
+    digest = hashlib.sha256()
+    for phone_number, sip_uri in sorted(keys):
+        digest.update(("%s %s\n" % (phone_number, sip_uri)).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _positive_number(name, value, allow_zero=False):
@@ -359,6 +369,16 @@ class EmulatorState(object):
                 reg["remaining_ttl"] = round(max(reg.pop("_expires") - now, 0.0), 3)
                 result.append(reg)
             return result
+
+    def registrations_summary(self):
+        """What is held, without a list a million long: how many live registrations, the ``registrations_digest``
+        of their keys, and ``by_upserts`` {number of upserts: how many registrations had that many}."""
+        with self._lock:
+            self._purge()
+            keys = list(self._registrations)
+            by_upserts = collections.Counter(reg["upserts"] for reg in self._registrations.values())
+        return {"count": len(keys), "keys_sha256": registrations_digest(keys),
+                "by_upserts": dict((str(upserts), count) for upserts, count in sorted(by_upserts.items()))}
 
     # ----------------------------------------------------------------- faults
 

@@ -21,9 +21,9 @@ import subprocess
 from .admin_client import AdminClient, AdminClientError
 from .files import LOG_FILE
 from .process import spawn, wait_ready
-from .state import ROUTING_SCOPE
+from .state import ROUTING_SCOPE, registrations_digest
 
-__all__ = ["AdminClientError", "EmulatorHandle", "running_emulator"]
+__all__ = ["AdminClientError", "EmulatorHandle", "registrations_digest", "running_emulator"]
 
 
 def _client_dict(client):
@@ -59,6 +59,10 @@ class EmulatorHandle(object):
     def registrations(self):
         """Live registrations (list of dicts)."""
         return self.admin.get("registrations")
+
+    def registrations_summary(self):
+        """``{"count", "keys_sha256", "by_upserts"}`` of the live registrations (see ``registrations_digest``)."""
+        return self.admin.get("registrations/summary")
 
     def calls(self, limit=None):
         """Call counters and the recent-call log."""
