@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Throughput of the registration module against the project's emulator, measured in one run (`make benchmark`).
 
-    python hack/benchmark.py [--sizes 1000,10000] [--latency-ms 30] [--json FILE]
+    python hack/benchmark.py [--sizes 1000,10000] [--latency-ms 30] [--file-sizes 10000,100000] [--million]
+                             [--json FILE]
 
-Starts one fresh emulator, then for each size, once without and once with injected latency, measures:
+Starts one fresh emulator, then for each of ``--sizes``, once without and once with injected latency, measures:
 
 raw client
     the limit: one process, one TLS channel, gRPC futures with --raw-in-flight calls in flight, messages from
@@ -27,16 +28,34 @@ sequential
 per-item loop
     ``loop:`` over the module, one number per task, in ansible-playbook, on samples, scaled to the size.
 
+Then for each of ``--file-sizes`` (``--million`` adds 1,000,000), without latency, the rows of a large base:
+
+raw client
+    as above, for the same size.
+file task
+    the registration module with ``registrations_file:`` (a CSV file of that many lines) as its own process.
+identical re-run
+    the same file again: it must report ``changed: false``.
+keepalive pass
+    as above, over the file task's ledger.
+one number added
+    the module with one ``phone_number`` as its own process, against the full ledger: the whole task.
+
+The smallest file size is the baseline the others' cost per registration is compared with.
+
 A scaled row comes from two samples of different sizes: their difference gives the per-item cost, the rest is
 start-up, and the row is start-up + size x per-item cost. Wall time is the process's; CPU time (user + system)
 and peak memory (ru_maxrss) come from ``wait4`` on it and include its children (ansible-playbook's workers and
-modules). Every run is checked at the emulator.
+modules). The emulator's CPU time during each run is read from /proc. Every run is checked at the emulator (what
+it holds, by count and by a digest of the keys, and how often each was upserted) and from the module's result.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -47,7 +66,11 @@ MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration"
 KEEPALIVE = "ansible_collections.wgtwo.sipbreakout.plugins.module_utils.keepalive"
 CLIENT_ID = "benchmark-client"
 SIP_URI = "sips:pbx.example.com:5061"
-TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0}
+TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0,
+           # The large base (issue 12): stated for 1,000,000 registrations, shown at every file size.
+           "file_vs_raw": 0.6, "file_rss_mb": 400.0, "add_one_s": 1.0, "keepalive_rss_mb": 200.0,
+           "keepalive_vs_raw": 0.6, "cost_vs_baseline": 1.5}
+MILLION = 1000000
 
 LOOP_PLAY = """
 - name: One task per number
@@ -92,10 +115,53 @@ class BenchmarkError(Exception):
     """A measured run did not do what it was asked; its numbers would mean nothing."""
 
 
+def phone_number(index):
+    return "+4791%08d" % index
+
+
+def registration_rows(count, first=0):
+    """``count`` distinct registrations, one at a time; ``first`` keeps the numbers of different runs apart."""
+    for index in range(first, first + count):
+        yield {"phone_number": phone_number(index), "sip_uri": SIP_URI, "route_type": "loop"}
+
+
 def registrations(count, first=0):
-    """``count`` distinct registrations; ``first`` keeps the numbers of different runs apart."""
-    return [{"phone_number": "+4791%08d" % number, "sip_uri": SIP_URI, "route_type": "loop"}
-            for number in range(first, first + count)]
+    return list(registration_rows(count, first))
+
+
+def write_registrations_file(path, count):
+    """A CSV registrations file of ``count`` lines, as registrations(count) holds them."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("phone_number,sip_uri,route_type\n")
+        for reg in registration_rows(count):
+            handle.write("%(phone_number)s,%(sip_uri)s,%(route_type)s\n" % reg)
+
+
+def ledger_rows(path):
+    """How many entries the ledger database at ``path`` holds, read from the file."""
+    with contextlib.closing(sqlite3.connect("file:%s?mode=ro" % path, uri=True)) as conn:
+        return conn.execute("SELECT COUNT(*) FROM registrations").fetchone()[0]
+
+
+def upserted_once_more(by_upserts):
+    """The emulator's ``by_upserts`` once every registration it holds was upserted once more."""
+    return dict((str(int(upserts) + 1), count) for upserts, count in by_upserts.items())
+
+
+def process_cpu(pid):
+    """User + system CPU seconds of process ``pid`` so far (its threads included), from /proc."""
+    with open("/proc/%d/stat" % pid, "r", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def process_peak_rss_mb(pid):
+    """Peak resident memory (VmHWM) of process ``pid`` so far, in MB."""
+    with open("/proc/%d/status" % pid, "r", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
 
 
 def write_private(path, data):
@@ -115,6 +181,7 @@ class Measured:
         self.stdout = stdout
         self.stderr = stderr
         self.returncode = returncode
+        self.emu_cpu = None  # CPU seconds the emulator spent meanwhile
 
 
 class Launcher:
@@ -178,6 +245,8 @@ class Bench:
         self.token_cache = os.path.join(work, "cache", "tokens.json")
         self.secret = emu.clients[0]["client_secret"]
         self.runs = 0
+        self.most_held = 0
+        self._digests = {}
         self.env = dict(os.environ, PYTHONPATH=collections, ANSIBLE_COLLECTIONS_PATH=collections,
                         ANSIBLE_LOCAL_TEMP=os.path.join(work, "ansible-tmp"),
                         ANSIBLE_REMOTE_TEMP=os.path.join(work, "ansible-remote-tmp"), ANSIBLE_NOCOLOR="1",
@@ -196,16 +265,47 @@ class Bench:
         os.makedirs(path)
         return path
 
+    def measure(self, argv, work, stdin_path=None):
+        """``argv`` run to its end by the launcher, with the emulator's CPU time meanwhile."""
+        before = process_cpu(self.emu.pid)
+        result = self.launcher.measure(argv, self.env, work, stdin_path)
+        result.emu_cpu = process_cpu(self.emu.pid) - before
+        return result
+
     def connection(self, ledger_path):
         return {"api_endpoint": self.emu.grpc_endpoint, "ca_path": self.emu.ca_path, "token_url": self.emu.token_url,
                 "client_id": CLIENT_ID, "client_secret": self.secret, "ledger_path": ledger_path,
                 "token_cache_path": self.token_cache}
 
     def held(self):
-        return len(self.emu.registrations())
+        return self.emu.registrations_summary()["count"]
 
     def upserts(self):
         return self.emu.calls(limit=0)["by_method"].get("UpsertRegistration", {}).get("total", 0)
+
+    def digest(self, count):
+        """The emulator's keys_sha256 when it holds exactly registrations(count)."""
+        from sipbreakout_emulator.testing import registrations_digest  # pylint: disable=import-outside-toplevel
+
+        if count not in self._digests:
+            self._digests[count] = registrations_digest(
+                (reg["phone_number"], reg["sip_uri"]) for reg in registration_rows(count))
+        return self._digests[count]
+
+    def check_emulator(self, name, count, by_upserts, upserts_before, sent):
+        """The emulator holds exactly registrations(count), upserted as often as ``by_upserts`` says, and received
+        ``sent`` upserts since ``upserts_before``; else BenchmarkError."""
+        summary = self.emu.registrations_summary()
+        received = self.upserts() - upserts_before
+        self.most_held = max(self.most_held, summary["count"])
+        if summary["count"] != count or summary["keys_sha256"] != self.digest(count) \
+                or summary["by_upserts"] != by_upserts or received != sent:
+            raise BenchmarkError("%s: the emulator holds %d registrations (%s the %d expected), upserted %s times "
+                                 "(expected %s), and received %d upserts, not %d" % (
+                                     name, summary["count"],
+                                     "exactly" if summary["keys_sha256"] == self.digest(count) else "not",
+                                     count, summary["by_upserts"], by_upserts, received, sent))
+        return summary
 
     # ------------------------------------------------------------------ the measured runs
 
@@ -216,24 +316,23 @@ class Bench:
         job_path = os.path.join(work, "job.json")
         write_private(job_path, {"endpoint": self.emu.grpc_endpoint, "ca_path": self.emu.ca_path, "token": token,
                                  "count": count, "in_flight": self.options.raw_in_flight})
-        result = self.launcher.measure([self.python, os.path.abspath(__file__), "--raw-worker"], self.env, work,
-                                       job_path)
+        before = self.emu.registrations_summary()["by_upserts"]
+        upserts = self.upserts()
+        result = self.measure([self.python, os.path.abspath(__file__), "--raw-worker"], work, job_path)
         if result.returncode != 0:
             raise BenchmarkError("raw client failed: %s" % result.stderr[-2000:])
         answer = json.loads(result.stdout)
-        if answer["ok"] != count or self.held() != count:
-            raise BenchmarkError("raw client: %d of %d OK, emulator holds %d" % (answer["ok"], count, self.held()))
+        if answer["ok"] != count:
+            raise BenchmarkError("raw client: %d of %d OK" % (answer["ok"], count))
+        self.check_emulator("raw client", count, upserted_once_more(before) or {"1": count}, upserts, count)
         return dict(result=result, calls_wall=answer["calls_wall"])
 
-    def module(self, regs, ledger_path, name, concurrency=None):
-        """The module as its own process; its parsed result."""
+    def module(self, args, ledger_path, name):
+        """The module as its own process with ``args`` and the connection options; its parsed result."""
         work = self.run_dir(name)
-        args = dict(self.connection(ledger_path), registrations=regs)
-        if concurrency is not None:
-            args["concurrency"] = concurrency
         args_path = os.path.join(work, "args.json")
-        write_private(args_path, {"ANSIBLE_MODULE_ARGS": args})
-        result = self.launcher.measure([self.python, "-m", MODULE, args_path], self.env, work)
+        write_private(args_path, {"ANSIBLE_MODULE_ARGS": dict(self.connection(ledger_path), **args)})
+        result = self.measure([self.python, "-m", MODULE, args_path], work)
         try:
             output = json.loads(result.stdout)
         except ValueError:
@@ -243,12 +342,41 @@ class Bench:
         return result, output
 
     def bulk(self, count, ledger_path, concurrency=None, expect="created"):
-        regs = registrations(count)
-        result, output = self.module(regs, ledger_path, "bulk-%d" % count, concurrency)
-        if output["summary"][expect] != count or self.held() != count:
-            raise BenchmarkError("bulk %d: summary %s, emulator holds %d" % (count, output["summary"], self.held()))
-        if expect == "unchanged" and output["changed"]:
-            raise BenchmarkError("bulk re-run of %d reported changed" % count)
+        args = dict(registrations=registrations(count), concurrency=concurrency or self.options.concurrency)
+        return self._many(args, count, ledger_path, "bulk-%d" % count, expect)
+
+    def file_task(self, path, count, ledger_path, expect="created"):
+        """The module with ``registrations_file: path`` (registrations(count)); checked like bulk()."""
+        return self._many(dict(registrations_file=path, concurrency=self.options.concurrency), count, ledger_path,
+                          "file-%d" % count, expect)
+
+    def _many(self, args, count, ledger_path, name, expect):
+        """A run of ``count`` registrations: ``expect`` is what each must be (created, or unchanged in a re-run);
+        every one must have been upserted once (more) at the emulator, and be in the ledger."""
+        before = self.emu.registrations_summary()["by_upserts"]
+        upserts = self.upserts()
+        result, output = self.module(args, ledger_path, name)
+        if output["summary"][expect] != count or output["changed"] != (expect != "unchanged"):
+            raise BenchmarkError("%s: summary %s, changed=%s" % (name, output["summary"], output["changed"]))
+        self.check_emulator(name, count, upserted_once_more(before) or {"1": count}, upserts, count)
+        if ledger_rows(ledger_path) != count:
+            raise BenchmarkError("%s: the ledger holds %d entries, not %d" % (name, ledger_rows(ledger_path), count))
+        return dict(result=result)
+
+    def add_one(self, count, ledger_path):
+        """One new number (the module's single-registration form) against the ledger of registrations(count): it
+        must create exactly that one at the emulator and in the ledger."""
+        before = self.emu.registrations_summary()["by_upserts"]
+        upserts = self.upserts()
+        args = dict(phone_number=phone_number(count), sip_uri=SIP_URI, route_type="loop")
+        result, output = self.module(args, ledger_path, "add-one-%d" % count)
+        if not output["changed"] or output["registration"]["phone_number"] != args["phone_number"]:
+            raise BenchmarkError("adding one to %d: changed=%s, registration %s" % (
+                count, output["changed"], output.get("registration")))
+        expected = dict(before, **{"1": before.get("1", 0) + 1})
+        self.check_emulator("adding one to %d" % count, count + 1, expected, upserts, 1)
+        if ledger_rows(ledger_path) != count + 1:
+            raise BenchmarkError("adding one to %d: the ledger holds %d entries" % (count, ledger_rows(ledger_path)))
         return dict(result=result)
 
     def playbook(self, play, regs, ledger_path, name, concurrency=None):
@@ -261,8 +389,8 @@ class Bench:
         write_private(variables, {"registrations": regs, "connection": self.connection(ledger_path),
                                   "concurrency": concurrency or self.options.concurrency})
         ansible_playbook = os.path.join(os.path.dirname(self.python), "ansible-playbook")
-        result = self.launcher.measure(
-            [ansible_playbook, "-i", "localhost,", "-c", "local", "-e", "@" + variables, play_path], self.env, work)
+        result = self.measure(
+            [ansible_playbook, "-i", "localhost,", "-c", "local", "-e", "@" + variables, play_path], work)
         if result.returncode != 0:
             raise BenchmarkError("%s: ansible-playbook failed:\n%s" % (name, (result.stdout + result.stderr)[-3000:]))
         if self.held() != len(regs):
@@ -270,19 +398,19 @@ class Bench:
         return result
 
     def keepalive(self, count, ledger_path):
-        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed at the emulator."""
+        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed once at the emulator."""
         work = self.run_dir("keepalive-%d" % count)
         config = os.path.join(work, "keepalive.json")
         write_private(config, dict(self.connection(ledger_path), health_path=os.path.join(work, "health.json"),
                                    concurrency=self.options.concurrency))
-        before = self.upserts()
+        before = self.emu.registrations_summary()["by_upserts"]
+        upserts = self.upserts()
         program = "import sys; from %s import main; sys.exit(main())" % KEEPALIVE
-        result = self.launcher.measure([self.python, "-c", program, "--config", config, "--once", "--force", "-q"],
-                                       self.env, work)
-        sent = self.upserts() - before
-        if result.returncode != 0 or sent != count or self.held() != count:
-            raise BenchmarkError("keepalive pass of %d: exit %d, %d upserts, emulator holds %d: %s" % (
-                count, result.returncode, sent, self.held(), result.stderr[-2000:]))
+        result = self.measure([self.python, "-c", program, "--config", config, "--once", "--force", "-q"], work)
+        if result.returncode != 0:
+            raise BenchmarkError("keepalive pass of %d: exit %d: %s" % (count, result.returncode,
+                                                                         result.stderr[-2000:]))
+        self.check_emulator("keepalive pass of %d" % count, count, upserted_once_more(before), upserts, count)
         return result
 
 
@@ -302,7 +430,7 @@ def raw_worker():
     grpc.channel_ready_future(channel).result(timeout=10)
     in_flight, ok = [], 0
     started = time.monotonic()
-    for reg in registrations(job["count"]):
+    for reg in registration_rows(job["count"]):
         request = msgs.UpsertRegistrationRequest()
         request.registration.sip_uri = reg["sip_uri"]
         request.registration.route_type = msgs.ROUTE_TYPE_LOOP
@@ -320,10 +448,17 @@ def raw_worker():
 
 # ---------------------------------------------------------------------- rows and table
 
-def row(label, count, wall, result=None, rate_wall=None, note=""):
-    """A table row; ``rate_wall`` (default ``wall``) is what the rate is computed from."""
-    return {"label": label, "count": count, "wall": wall, "rate": count / (rate_wall or wall),
-            "cpu": result.cpu if result else None, "rss": result.max_rss_mb if result else None, "note": note}
+def row(label, count, wall, result=None, rate_wall=None, note="", per_registration=True):
+    """A table row; ``rate_wall`` (default ``wall``) is what the rate and the wall time per registration are
+    computed from, the process's CPU time what the CPU time per registration is."""
+    rate_wall = rate_wall or wall
+    entry = {"label": label, "count": count, "wall": wall, "rate": count / rate_wall,
+             "cpu": result.cpu if result else None, "rss": result.max_rss_mb if result else None,
+             "emu_cpu": result.emu_cpu if result else None, "wall_us": None, "cpu_us": None, "note": note}
+    if per_registration:
+        entry["wall_us"] = rate_wall * 1e6 / count
+        entry["cpu_us"] = result.cpu * 1e6 / count if result else None
+    return entry
 
 
 def scaled(label, count, sample):
@@ -335,6 +470,7 @@ def scaled(label, count, sample):
     entry = row(label, count, max(small.wall - small_n * per_item, 0.0) + count * per_item,
                 note="samples of %d and %d; %.1f ms/item" % (small_n, large_n, per_item * 1000))
     entry.update(cpu=max(small.cpu - small_n * cpu_per_item, 0.0) + count * cpu_per_item, rss=large.max_rss_mb)
+    entry["cpu_us"] = entry["cpu"] * 1e6 / count
     return entry
 
 
@@ -398,6 +534,60 @@ def measure_samples(bench, latency_ms):
     return loop, sequential
 
 
+def measure_file_size(bench, count):
+    """The rows of a large base for one size, without latency: raw client, the file task, its identical re-run,
+    a keepalive pass over its ledger, and one number added to that ledger."""
+    opts = bench.options
+    rows = {}
+    bench.fresh(0)
+    raw = bench.raw(count)
+    rows["raw"] = row("raw client, %d in flight" % opts.raw_in_flight, count, raw["result"].wall, raw["result"],
+                      rate_wall=raw["calls_wall"], note="rate from the %.2f s of calls" % raw["calls_wall"])
+    path = os.path.join(bench.work, "registrations-%d.csv" % count)
+    write_registrations_file(path, count)
+    ledger = os.path.join(bench.work, "ledger-file-%d.json" % count)
+    bench.fresh(0)
+    first = bench.file_task(path, count, ledger)
+    rows["file"] = row("file task (registrations_file)", count, first["result"].wall, first["result"],
+                       note="whole module process, concurrency %d; a CSV file" % opts.concurrency)
+    again = bench.file_task(path, count, ledger, expect="unchanged")
+    rows["rerun"] = row("identical re-run of the file", count, again["result"].wall, again["result"],
+                        note="changed=false; every registration refreshed")
+    passed = bench.keepalive(count, ledger)
+    rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
+                            note="every registration refreshed, batches of 5000")
+    one = bench.add_one(count, ledger)
+    rows["add_one"] = row("one number added to the full ledger", 1, one["result"].wall, one["result"],
+                          note="whole module process (phone_number); ledger of %d" % count, per_registration=False)
+    os.remove(path)
+    return rows
+
+
+def file_verdicts(rows, count, baseline):
+    """The targets of a large base (stated for 1,000,000) at ``count``; the cost per registration against the
+    ``baseline`` (count, rows), the smallest file size."""
+    found = []
+    for key, what in (("file", "file task"), ("keepalive", "keepalive pass")):
+        share = rows[key]["rate"] / rows["raw"]["rate"]
+        target = TARGETS["%s_vs_raw" % key]
+        found.append(("%s = %.0f%% of the raw client (target >= %.0f%%)" % (what, share * 100, target * 100),
+                      share >= target))
+        limit = TARGETS["%s_rss_mb" % key]
+        found.append(("%s peak RSS %.0f MB (target < %.0f MB)" % (what, rows[key]["rss"], limit),
+                      rows[key]["rss"] < limit))
+    wall = rows["add_one"]["wall"]
+    found.append(("one number added to a ledger of %d: %.2f s for the whole task (target < %g s)"
+                  % (count, wall, TARGETS["add_one_s"]), wall < TARGETS["add_one_s"]))
+    base_count, base = baseline
+    if base_count != count:
+        for measure, what in (("cpu_us", "CPU"), ("wall_us", "wall time")):
+            ratio = rows["file"][measure] / base["file"][measure]
+            found.append(("file task's %s per registration = %.0f us, %.2fx that at %d (target <= %.1fx)"
+                          % (what, rows["file"][measure], ratio, base_count, TARGETS["cost_vs_baseline"]),
+                          ratio <= TARGETS["cost_vs_baseline"]))
+    return found
+
+
 def fmt(value, pattern):
     return "-" if value is None else pattern % value
 
@@ -434,26 +624,76 @@ def verdicts(rows, latency_ms, count):
 
 
 def render(results, options, emulator_note):
+    columns = "%-42s %8s %9s %8s %8s %8s %8s %7s %8s  %s"
     lines = ["", "wgtwo.sipbreakout benchmark, %s" % emulator_note,
-             "%-44s %7s %9s %9s %8s %8s  %s" % ("", "n", "wall s", "reg/s", "CPU s", "RSS MB", "note")]
-    for latency_ms, count, rows, found in results:
-        lines.append("-- %d registrations, %s" % (count, "%d ms latency" % latency_ms if latency_ms else "no latency"))
-        for entry in rows.values():
-            lines.append("%-44s %7d %9.2f %9.0f %8s %8s  %s" % (
-                entry["label"], entry["count"], entry["wall"], entry["rate"], fmt(entry["cpu"], "%.2f"),
-                fmt(entry["rss"], "%.0f"), entry["note"]))
-        for text, met in found:
+             "wall us, CPU us: per registration (the raw client's wall time from its calls only); "
+             "emu CPU s: the emulator's meanwhile",
+             columns % ("", "n", "wall s", "reg/s", "CPU s", "wall us", "CPU us", "RSS MB", "emu CPU", "note")]
+    for result in results:
+        lines.append("-- %s" % result["title"])
+        for entry in result["rows"].values():
+            lines.append(columns % (
+                entry["label"], entry["count"], "%.2f" % entry["wall"], "%.0f" % entry["rate"],
+                fmt(entry["cpu"], "%.2f"), fmt(entry["wall_us"], "%.0f"), fmt(entry["cpu_us"], "%.0f"),
+                fmt(entry["rss"], "%.0f"), fmt(entry["emu_cpu"], "%.2f"), entry["note"]))
+        for text, met in result["targets"]:
             lines.append("   %-6s %s" % ({True: "MET", False: "MISSED", None: ""}[met], text))
+    lines.extend(render_scaling([result for result in results if result["kind"] == "file"]))
     lines.append("")
-    lines.append("options: %s" % " ".join("--%s %s" % (key.replace("_", "-"), value)
-                                          for key, value in sorted(vars(options).items())
-                                          if key not in ("json", "raw_worker", "launcher")))
+    lines.append("options: %s" % options_line(options))
     return "\n".join(lines)
+
+
+def options_line(options):
+    """The options of the run, as they would be given."""
+    given = []
+    for key, value in sorted(vars(options).items()):
+        if key in ("json", "raw_worker", "launcher") or value is False:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(size) for size in value) or "''"
+        given.append("--%s" % key.replace("_", "-") + ("" if value is True else " %s" % value))
+    return " ".join(given)
+
+
+def render_scaling(files):
+    """The file rows' cost per registration side by side, size by size: linear when a line stays level."""
+    if len(files) < 2:
+        return []
+    lines = ["-- per registration, size by size: wall us / CPU us (one number added: wall s of the whole task)",
+             "%-42s" % "" + "".join("%16d" % result["count"] for result in files)]
+    for key, entry in files[0]["rows"].items():
+        cells = []
+        for result in files:
+            other = result["rows"][key]
+            if other["wall_us"] is None:
+                cells.append("%14.2f s" % other["wall"])
+            else:
+                cells.append("%16s" % ("%.0f / %.0f" % (other["wall_us"], other["cpu_us"])))
+        lines.append("%-42s%s" % (entry["label"], "".join(cells)))
+    return lines
+
+
+def sizes_option(text):
+    """A comma-separated list of sizes ('' for none)."""
+    try:
+        sizes = [int(size) for size in text.split(",") if size.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("'%s' is not a comma-separated list of numbers" % text) from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be 1 or more")
+    return sizes
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", default="1000,10000", help="comma-separated numbers of registrations")
+    parser.add_argument("--sizes", default="1000,10000", type=sizes_option,
+                        help="comma-separated numbers of registrations for the list rows ('' for none)")
+    parser.add_argument("--file-sizes", default="10000,100000", type=sizes_option,
+                        help="comma-separated numbers of registrations for the registrations_file rows ('' for "
+                             "none); the smallest is the baseline of the cost per registration")
+    parser.add_argument("--million", action="store_true",
+                        help="add 1,000,000 to --file-sizes (about half an hour and 2 GB of memory more)")
     parser.add_argument("--latency-ms", type=int, default=30, help="latency the emulator adds to every call")
     parser.add_argument("--concurrency", type=int, default=256,
                         help="the bulk task's and the keepalive's concurrency (their default)")
@@ -466,7 +706,36 @@ def parse(argv):
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--launcher", action="store_true", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.million and MILLION not in options.file_sizes:
+        options.file_sizes.append(MILLION)
+    options.file_sizes.sort()
+    return options
+
+
+def measure_all(bench, options, progress):
+    """Every section: the list rows of --sizes (without, then with latency), then the file rows of
+    --file-sizes. Returns the results, each a dict with its title, rows and verdicts."""
+    results = []
+    for latency_ms in (0, options.latency_ms) if options.sizes else ():
+        loop, sequential = measure_samples(bench, latency_ms)
+        for count in options.sizes:
+            rows = measure_size(bench, count, latency_ms, loop, sequential, count == max(options.sizes))
+            results.append(dict(kind="list", count=count, latency_ms=latency_ms, rows=rows,
+                                targets=verdicts(rows, latency_ms, count),
+                                title="%d registrations, %s" % (count, "%d ms latency" % latency_ms
+                                                                if latency_ms else "no latency")))
+            progress("%d registrations, %d ms latency" % (count, latency_ms))
+    baseline = None
+    for count in options.file_sizes:
+        rows = measure_file_size(bench, count)
+        baseline = baseline or (count, rows)
+        results.append(dict(kind="file", count=count, latency_ms=0, rows=rows,
+                            targets=file_verdicts(rows, count, baseline),
+                            title="%d registrations from a file, no latency (targets stated for 1000000)"
+                            % count))
+        progress("%d registrations from a file" % count)
+    return results
 
 
 def main(argv=None):
@@ -476,13 +745,15 @@ def main(argv=None):
     if options.launcher:
         return launcher()
     started = time.monotonic()
+    load_before = os.getloadavg()
     launched = Launcher(dict(os.environ))
     sys.path.insert(0, os.path.join(ROOT, "tests", "emulator"))
     from sipbreakout_emulator.testing import running_emulator  # pylint: disable=import-outside-toplevel
 
-    sizes = [int(size) for size in options.sizes.split(",")]
+    def progress(what):
+        sys.stderr.write("measured %s (%.0f s so far)\n" % (what, time.monotonic() - started))
+
     work = tempfile.mkdtemp(prefix="sipbreakout-benchmark-")
-    results = []
     try:
         collections = os.path.join(work, "collections")
         os.makedirs(os.path.join(collections, "ansible_collections", "wgtwo"))
@@ -493,13 +764,8 @@ def main(argv=None):
             bench = Bench(emu, work, collections, launched, options)
             bench.fresh(0)
             bench.bulk(1, os.path.join(work, "ledger-warmup.json"))  # token in the cache, files in the page cache
-            for latency_ms in (0, options.latency_ms):
-                loop, sequential = measure_samples(bench, latency_ms)
-                for count in sizes:
-                    rows = measure_size(bench, count, latency_ms, loop, sequential, count == max(sizes))
-                    results.append((latency_ms, count, rows, verdicts(rows, latency_ms, count)))
-                    sys.stderr.write("measured %d registrations, %d ms latency (%.0f s so far)\n"
-                                     % (count, latency_ms, time.monotonic() - started))
+            results = measure_all(bench, options, progress)
+            emulator_rss = process_peak_rss_mb(emu.pid)
     except BenchmarkError as exc:
         sys.stderr.write("benchmark: %s\n" % exc)
         return 1
@@ -507,13 +773,14 @@ def main(argv=None):
         launched.close()
         shutil.rmtree(work, ignore_errors=True)
     load = os.getloadavg()
-    note = "%d CPUs, load average %.1f/%.1f/%.1f at the end, %.0f s in all, emulator log level %s" % (
-        os.cpu_count(), load[0], load[1], load[2], time.monotonic() - started, options.emulator_log_level)
+    note = ("%d CPUs, load average %.1f/%.1f/%.1f at the start and %.1f/%.1f/%.1f at the end, %.0f s in all, "
+            "emulator log level %s, emulator peak RSS %.0f MB holding up to %d registrations" % (
+                os.cpu_count(), load_before[0], load_before[1], load_before[2], load[0], load[1], load[2],
+                time.monotonic() - started, options.emulator_log_level, emulator_rss, bench.most_held))
     print(render(results, options, note))
     if options.json:
         with open(options.json, "w", encoding="utf-8") as handle:
-            json.dump([{"latency_ms": latency, "count": count, "rows": rows, "targets": found}
-                       for latency, count, rows, found in results], handle, indent=1)
+            json.dump(results, handle, indent=1)
     return 0
 
 
