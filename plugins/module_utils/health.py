@@ -19,13 +19,12 @@ States of one registration, most severe first:
 import contextlib
 import os
 import socket
-import tempfile
 import time
 
 from . import adoption
 from .errors import LedgerError
 from .ledger import Ledger, isoformat
-from .statefile import StateFile
+from .statefile import StateFile, write_atomically
 
 LIVE = "live"
 EXPIRING = "expiring"
@@ -37,6 +36,8 @@ STATES = (LIVE, EXPIRING, LAPSED, ERROR)
 DEFAULT_REFRESH_FRACTION = 1.0 / 3.0
 DEFAULT_HEALTH_PATH = "/var/lib/wgtwo-sipbreakout/health.json"
 HEALTH_FORMAT = "wgtwo.sipbreakout/keepalive-health"
+# The health file lists at most this many failures (and counts them all): its size must not grow with the ledger.
+FAILURES_SHOWN = 100
 METRIC_PREFIX = "wgtwo_sipbreakout_"
 
 
@@ -86,40 +87,47 @@ def last_result(entry):
     return None
 
 
-def summarize(entries, now, refresh_fraction=DEFAULT_REFRESH_FRACTION, unmanaged=None, expiring_within=None):
-    """Counts, the nearest expiry and the failures of ``entries`` (an iterable of ``LedgerEntry``).
+def failure(entry, now, error, expiring_within=None, refresh_fraction=DEFAULT_REFRESH_FRACTION):
+    """One item of ``failures``: a registration whose last attempt failed, or that the keepalive cannot refresh."""
+    return dict(phone_number=entry.registration.phone_number, sip_uri=entry.registration.sip_uri,
+                state=classify(entry, now, expiring_within, refresh_fraction), error=error,
+                expires_at=isoformat(entry.expires_at), last_attempt_at=isoformat(entry.last_attempt_at))
 
-    ``unmanaged`` maps keys to a reason why the keepalive cannot refresh that entry; those count as failures.
+
+def summarize(ledger, now, refresh_fraction=DEFAULT_REFRESH_FRACTION, expiring_within=None, owner=None, reason=None,
+              limit=FAILURES_SHOWN):
+    """Counts, the nearest expiry and the failures of the entries of ``ledger``, without loading them all.
+
+    With ``owner`` (endpoint, principal), what a keepalive for them does not refresh counts as a failure too, and
+    ``reason(entry)`` says why. ``failures`` lists the first ``limit`` by number and URI (all when None);
+    ``failures_total`` counts them all.
     """
-    unmanaged = unmanaged or {}
-    states = dict((state, 0) for state in STATES)
-    registrations = []
-    failures = []
-    nearest = None
-    for entry in sorted(entries, key=lambda e: (e.registration.phone_number or "", e.registration.sip_uri)):
-        item = describe(entry, now, expiring_within, refresh_fraction)
-        states[item["state"]] += 1
-        registrations.append(item)
-        expires_at = entry.expires_at
-        if expires_at is not None and expires_at > now and (nearest is None or expires_at < nearest.expires_at):
-            nearest = entry
-        error = unmanaged.get(entry.key) or entry.last_error
-        if error:
-            failures.append(dict(phone_number=entry.registration.phone_number, sip_uri=entry.registration.sip_uri,
-                                 state=item["state"], error=error, expires_at=item["expires_at"],
-                                 last_attempt_at=item["last_attempt_at"]))
+    total, states, nearest = ledger.states(now, refresh_fraction, expiring_within)
+    count, first = ledger.failing(limit, *(owner or (None, None)))
+    failures = [failure(entry, now, (reason(entry) if reason else None) or entry.last_error, expiring_within,
+                        refresh_fraction) for entry in first]
     return dict(
-        registrations_total=len(registrations),
+        registrations_total=total,
         # Not lapsed: the operator still holds them, whether or not their last refresh worked.
-        registrations_live=len(registrations) - states[LAPSED],
+        registrations_live=total - states[LAPSED],
         states=states,
         seconds_to_nearest_expiry=None if nearest is None else round(nearest.expires_at - now, 3),
         nearest_expiry=None if nearest is None else dict(
             phone_number=nearest.registration.phone_number, sip_uri=nearest.registration.sip_uri,
             expires_at=isoformat(nearest.expires_at)),
         failures=failures,
-        registrations=registrations,
+        failures_total=count,
     )
+
+
+def empty_summary():
+    """What summarize() says of an empty ledger (or of one that cannot be read)."""
+    return dict(registrations_total=0, registrations_live=0, states=dict((state, 0) for state in STATES),
+                seconds_to_nearest_expiry=None, nearest_expiry=None, failures=[], failures_total=0)
+
+
+def _order(item):
+    return (item["phone_number"] or "", item["sip_uri"], item["endpoint"], item["principal"])
 
 
 class HealthFile:
@@ -157,7 +165,6 @@ def report_from_files(ledger_path, health_path=None, expiring_within=None, healt
     last report if ``health_path`` is given. Reads only; a missing ledger is an empty one."""
     now = clock()
     ledger = Ledger(ledger_path)
-    entries = ledger.read()
     refresh_fraction = DEFAULT_REFRESH_FRACTION
     keepalive = None
     owner = {}  # the endpoint and principal the keepalive refreshes, from its last report
@@ -179,14 +186,18 @@ def report_from_files(ledger_path, health_path=None, expiring_within=None, healt
             warnings=report.get("warnings") or [],
             failures=report.get("failures") or [],
         )
-    result = summarize(entries.values(), now, refresh_fraction, expiring_within=expiring_within)
-    ordered = sorted(entries.values(), key=lambda e: (e.registration.phone_number or "", e.registration.sip_uri,
-                                                      e.endpoint, e.principal))
-    result.update(keepalive=keepalive, checked_at=isoformat(now), ledger_path=ledger.path,
-                  principals=adoption.principals(ordered, now, owner.get("api_endpoint"), owner.get("principal")),
-                  orphans=None if not owner.get("principal") else adoption.orphans(
-                      ordered, owner.get("api_endpoint"), owner["principal"],
-                      lambda entry: describe(entry, now, expiring_within, refresh_fraction)))
+
+    def describe_now(entry):
+        return describe(entry, now, expiring_within, refresh_fraction)
+
+    # The module returns every registration, so these are read whole; the counts come from the database.
+    result = summarize(ledger, now, refresh_fraction, expiring_within=expiring_within, limit=None)
+    result.update(registrations=sorted((describe_now(entry) for entry in ledger.find()), key=_order),
+                  keepalive=keepalive, checked_at=isoformat(now), ledger_path=ledger.path,
+                  principals=adoption.principals(ledger.find(), now, owner.get("api_endpoint"),
+                                                 owner.get("principal")),
+                  orphans=None if not owner.get("principal") else sorted(adoption.orphans(
+                      ledger.find(), owner.get("api_endpoint"), owner["principal"], describe_now), key=_order))
     return result
 
 
@@ -211,73 +222,72 @@ def _sample(name, value, labels=None):
     return "%s%s%s %s" % (METRIC_PREFIX, name, label_text, repr(float(value)) if isinstance(value, float) else value)
 
 
-def render_metrics(report, per_registration=True):
-    """The Prometheus text exposition (textfile collector format) of a health report."""
+def render_metrics(report, entries=None):
+    """The Prometheus text exposition (textfile collector format) of a health report, line by line.
+
+    With ``entries`` (a function returning an iterator of ``LedgerEntry``, such as ``Ledger.find``), also one
+    series per registration, written as they are read: called once for each such metric."""
     run = report.get("last_run") or {}
-    lines = []
 
     def metric(name, help_text, samples):
-        lines.append("# HELP %s%s %s" % (METRIC_PREFIX, name, help_text))
-        lines.append("# TYPE %s%s gauge" % (METRIC_PREFIX, name))
-        lines.extend(samples)
+        yield "# HELP %s%s %s" % (METRIC_PREFIX, name, help_text)
+        yield "# TYPE %s%s gauge" % (METRIC_PREFIX, name)
+        yield from samples
 
-    metric("keepalive_last_run_timestamp_seconds", "When the keepalive last finished a pass (Unix time).",
-           [_sample("keepalive_last_run_timestamp_seconds", float(run.get("finished_at_epoch") or 0))])
-    metric("keepalive_last_success_timestamp_seconds",
-           "When a keepalive pass last ended without any failed refresh (Unix time; 0 if never).",
-           [_sample("keepalive_last_success_timestamp_seconds", float(report.get("last_success_at_epoch") or 0))])
-    metric("keepalive_last_run_ok", "1 if the last pass ended without any failure, else 0.",
-           [_sample("keepalive_last_run_ok", run.get("outcome") in ("ok", "idle"))])
-    metric("keepalive_last_run_refreshed", "Registrations the last pass refreshed.",
-           [_sample("keepalive_last_run_refreshed", int(run.get("refreshed") or 0))])
-    metric("keepalive_last_run_failed", "Registrations the last pass failed to refresh.",
-           [_sample("keepalive_last_run_failed", int(run.get("failed") or 0))])
+    yield from metric("keepalive_last_run_timestamp_seconds", "When the keepalive last finished a pass (Unix time).",
+                      [_sample("keepalive_last_run_timestamp_seconds", float(run.get("finished_at_epoch") or 0))])
+    yield from metric("keepalive_last_success_timestamp_seconds",
+                      "When a keepalive pass last ended without any failed refresh (Unix time; 0 if never).",
+                      [_sample("keepalive_last_success_timestamp_seconds",
+                               float(report.get("last_success_at_epoch") or 0))])
+    yield from metric("keepalive_last_run_ok", "1 if the last pass ended without any failure, else 0.",
+                      [_sample("keepalive_last_run_ok", run.get("outcome") in ("ok", "idle"))])
+    yield from metric("keepalive_last_run_refreshed", "Registrations the last pass refreshed.",
+                      [_sample("keepalive_last_run_refreshed", int(run.get("refreshed") or 0))])
+    yield from metric("keepalive_last_run_failed", "Registrations the last pass failed to refresh.",
+                      [_sample("keepalive_last_run_failed", int(run.get("failed") or 0))])
     states = report.get("states") or {}
-    metric("registrations", "Registrations in the ledger by state (live, expiring, lapsed, error).",
-           [_sample("registrations", int(states.get(state, 0)), [("state", state)]) for state in STATES])
-    metric("registrations_live", "Registrations the operator still holds (within their TTL).",
-           [_sample("registrations_live", int(report.get("registrations_live") or 0))])
-    metric("registration_failures", "Registrations whose last refresh failed or that this keepalive cannot refresh.",
-           [_sample("registration_failures", len(report.get("failures") or []))])
+    yield from metric("registrations", "Registrations in the ledger by state (live, expiring, lapsed, error).",
+                      [_sample("registrations", int(states.get(state, 0)), [("state", state)])
+                       for state in STATES])
+    yield from metric("registrations_live", "Registrations the operator still holds (within their TTL).",
+                      [_sample("registrations_live", int(report.get("registrations_live") or 0))])
+    yield from metric("registration_failures",
+                      "Registrations whose last refresh failed or that this keepalive cannot refresh.",
+                      [_sample("registration_failures", int(report.get("failures_total") or 0))])
     nearest = report.get("seconds_to_nearest_expiry")
     if nearest is not None:
-        metric("nearest_expiry_seconds", "Seconds from the last pass to the nearest expiry of a live registration.",
-               [_sample("nearest_expiry_seconds", float(nearest))])
-    if per_registration:
-        expiry = []
-        failing = []
-        for item in report.get("registrations") or []:
-            # The ledger's key, so that no two registrations share a series: the textfile collector refuses a file
-            # with duplicate series (the same number and URI at the sandbox and in production, or under a refresh
-            # token that was since replaced).
-            labels = [("phone_number", item.get("phone_number") or ""), ("sip_uri", item.get("sip_uri") or ""),
-                      ("endpoint", item.get("endpoint") or ""), ("principal", item.get("principal") or "")]
-            if item.get("expires_at_epoch") is not None:
-                expiry.append(_sample("registration_expiry_timestamp_seconds", float(item["expires_at_epoch"]),
-                                      labels))
-            failing.append(_sample("registration_refresh_failing", item.get("last_result") == "failed", labels))
-        metric("registration_expiry_timestamp_seconds",
-               "When each registration lapses unless refreshed (Unix time); alert on this minus time().", expiry)
-        metric("registration_refresh_failing", "1 if the last refresh of this registration failed.", failing)
-    return "\n".join(lines) + "\n"
+        yield from metric("nearest_expiry_seconds",
+                          "Seconds from the last pass to the nearest expiry of a live registration.",
+                          [_sample("nearest_expiry_seconds", float(nearest))])
+    if entries is not None:
+        yield from metric("registration_expiry_timestamp_seconds",
+                          "When each registration lapses unless refreshed (Unix time); alert on this minus time().",
+                          (_sample("registration_expiry_timestamp_seconds", float(entry.expires_at),
+                                   _series_labels(entry))
+                           for entry in entries() if entry.expires_at is not None))
+        yield from metric("registration_refresh_failing", "1 if the last refresh of this registration failed.",
+                          (_sample("registration_refresh_failing", last_result(entry) == "failed",
+                                   _series_labels(entry)) for entry in entries()))
 
 
-def write_textfile(path, text):
-    """Replace ``path`` atomically, world-readable: node-exporter's textfile collector runs as its own user.
+def _series_labels(entry):
+    # The ledger's key, so that no two registrations share a series: the textfile collector refuses a file with
+    # duplicate series (the same number and URI at the sandbox and in production, or under a refresh token that was
+    # since replaced).
+    return [("phone_number", entry.registration.phone_number or ""), ("sip_uri", entry.registration.sip_uri or ""),
+            ("endpoint", entry.endpoint or ""), ("principal", entry.principal or "")]
+
+
+def write_textfile(path, lines):
+    """Write ``lines`` to ``path`` and replace it atomically, world-readable: node-exporter's textfile collector
+    runs as its own user.
 
     The temporary file's name does not end in ``.prom``, so the collector never reads it half-written.
     """
-    path = os.path.abspath(os.path.expanduser(path))
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    def write(handle):
+        for line in lines:
+            handle.write(line)
+            handle.write("\n")
+
+    write_atomically(os.path.abspath(os.path.expanduser(path)), write, mode=0o644, suffix=".tmp")

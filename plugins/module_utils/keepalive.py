@@ -22,10 +22,17 @@ Config file (JSON object; every key optional; root-only when it holds a secret):
       "schedule_interval": 300,     # seconds between --once runs: refresh what would be late by the next run
       "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
       "max_sleep": 300,             # loop mode: wake at least this often to pick up new ledger entries
-      "concurrency": 256            # the most calls in flight at once during a pass
+      "concurrency": 256,           # the most calls in flight at once during a pass
+      "batch_size": 5000            # due registrations sent, then recorded, at a time
     }
 
 docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
+
+A pass streams: it takes the due registrations from the ledger ``batch_size`` at a time, in expiry order, sends a
+batch and records it in one transaction before it takes the next, so its memory does not grow with the ledger and a
+pass that is killed loses the bookkeeping of one batch at most (the next pass sends those again). The health file
+and the metrics are made from counts and a bounded sample of failures; the per-registration series are written as
+the ledger is read.
 
 Only registrations the ledger holds for the configured endpoint and credentials are refreshed; a registration
 removed from the ledger (``state: absent``) is never refreshed again. Failed refreshes stay in the ledger with
@@ -49,8 +56,8 @@ from .adoption import takeover_hint
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
 from .errors import LedgerError, SipBreakoutError, ValidationError
-from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, HealthFile, hostname, render_metrics, summarize, \
-    write_textfile
+from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, HealthFile, empty_summary, \
+    hostname, render_metrics, summarize, write_textfile
 from .ledger import Ledger, isoformat
 from .retry import Deadline
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
@@ -81,6 +88,7 @@ SETTINGS = {
     "retry_interval": ("float", 60.0),
     "max_sleep": ("float", 300.0),
     "concurrency": ("int", DEFAULT_CONCURRENCY),
+    "batch_size": ("int", 5000),
 }
 # Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
 CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
@@ -164,6 +172,7 @@ def _check_ranges(path, values):
     for key in ("retry_interval", "max_sleep", "lock_timeout"):
         need(values[key] > 0.0, key, "must be greater than 0")
     need(values["concurrency"] >= 1, "concurrency", "must be 1 or more")
+    need(values["batch_size"] >= 1, "batch_size", "must be 1 or more")
     if values["timeout"] is not None:
         need(values["timeout"] > 0.0, "timeout", "must be greater than 0")
     if values["retries"] is not None:
@@ -214,27 +223,29 @@ class Keepalive:
     def owns(self, entry):
         return entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal
 
-    def refresh_at(self, entry):
+    def refresh_at(self, entry, key=None):
         """When ``entry`` should be refreshed: once ``refresh_fraction`` (plus its jitter) of the TTL is left."""
         if entry.upserted_at is None:
             return 0.0
         ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
-        spread = _spread(entry.key, entry.upserted_at)
+        spread = _spread(key or entry.key, entry.upserted_at)
         margin = ttl * self.settings.refresh_fraction * (1.0 + self.settings.jitter * spread)
         return max(entry.upserted_at + ttl - margin, entry.upserted_at + MIN_REFRESH_SECONDS)
 
-    def retry_delay(self, entry):
+    def retry_delay(self, entry, key=None):
         ttl = entry.time_to_live if entry.time_to_live is not None else DOCUMENTED_TTL
         # Short TTLs get short retries, so a failed refresh is tried again well before the registration lapses.
         base = min(self.settings.retry_interval, max(ttl / 6.0, 0.2))
-        return base * (1.0 + self.settings.jitter * _spread(entry.key, entry.last_attempt_at))
+        return base * (1.0 + self.settings.jitter * _spread(key or entry.key, entry.last_attempt_at))
 
-    def next_attempt_at(self, entry, lookahead=0.0):
-        """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run."""
-        due = self.refresh_at(entry) - lookahead
+    def next_attempt_at(self, entry, lookahead=0.0, key=None):
+        """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run.
+
+        ``key``, when known, saves computing the entry's key."""
+        due = self.refresh_at(entry, key) - lookahead
         failing = entry.last_error and entry.last_attempt_at is not None
         if failing and entry.last_attempt_at >= (entry.upserted_at or 0.0):
-            due = max(due, entry.last_attempt_at + self.retry_delay(entry))
+            due = max(due, entry.last_attempt_at + self.retry_delay(entry, key))
         return due
 
     # ------------------------------------------------------------------------------------------ one pass
@@ -247,55 +258,62 @@ class Keepalive:
         started = self.clock()
         run = dict(mode=mode, started_at=isoformat(started), started_at_epoch=started, due=0, refreshed=0,
                    failed=0, skipped=0, error=None)
-        unmanaged = {}
         try:
-            entries = self.ledger.read()
+            self._refresh_due(started, force, lookahead, run)
         except LedgerError as exc:
             run["error"] = str(exc)
             LOG.error("%s", exc)
-            return self._report(run, {}, unmanaged, lookahead)
-        due = []
-        for key, entry in entries.items():
-            if not self.owns(entry):
-                unmanaged[key] = ("not refreshed by this keepalive: applied at %s as %s, but it is configured for "
-                                  "%s as %s" % (entry.endpoint, entry.principal, self.connection.endpoint,
-                                                self.connection.principal)
-                                  + takeover_hint(entry, self.connection.endpoint, self.connection.principal))
-            elif entry.delete_pending:
-                unmanaged[key] = ("not refreshed: it was asked to be deleted, and the delete has not succeeded yet%s; "
-                                  "it lapses by %s unless the next run's delete removes it first"
-                                  % (" (%s)" % entry.last_error if entry.last_error else "",
-                                     isoformat(entry.expires_at)))
-            elif force or self.next_attempt_at(entry, lookahead) <= started:
-                due.append(entry)
-        run["due"] = len(due)
-        if due:
-            self._refresh_all(sorted(due, key=lambda e: e.expires_at or 0.0), run)
-        try:
-            entries = self.ledger.read()
-        except LedgerError as exc:
-            run["error"] = str(exc)
-        return self._report(run, entries, unmanaged, lookahead)
+        return self._report(run, lookahead)
 
-    def _refresh_all(self, due, run):
-        """Upsert every entry of ``due`` on the one channel, ``concurrency`` in flight, and record them at once.
+    def _refresh_due(self, started, force, lookahead, run):
+        """Send and record what is due, ``batch_size`` at a time, most urgent first.
 
         The caller holds the ledger's apply lock exclusively, so no module run sends or records anything between
-        the read that chose ``due`` and the update that records what this pass did.
+        the read that chose a batch and the update that records what this pass did with it.
         """
-        blocker = []
-        try:
-            # One token up front: if the token endpoint refuses us, no registration needs to find that out again.
-            self.connection.token_source.token(Deadline(self.connection.timeout))
-        except SipBreakoutError as exc:
-            blocker.append(exc)
-            LOG.error("cannot get an access token, no registration refreshed: %s", exc)
+        endpoint, principal = self.connection.endpoint, self.connection.principal
+        # The database cannot compute the jitter: it selects every entry whose earliest possible refresh point is
+        # due, and next_attempt_at() decides. An entry attempted during this pass is not looked at again.
+        lead = self.settings.refresh_fraction * (1.0 + self.settings.jitter)
+        longest = None if force else self.ledger.longest_ttl(endpoint, principal, DOCUMENTED_TTL)
+        blocker = []  # why the API cannot be reached: every due registration from then on is marked with it
+        token_checked = False
+        lowest = self.settings.concurrency
+        position = None
+        while not self.stop.is_set():
+            candidates, position = self.ledger.expiring(
+                endpoint, principal, self.settings.batch_size, before=None if force else started + lookahead,
+                lead=lead, default_ttl=DOCUMENTED_TTL, longest_ttl=longest, untried_since=started, after=position)
+            if not candidates:
+                break
+            due = [(key, entry) for key, entry in candidates
+                   if force or self.next_attempt_at(entry, lookahead, key) <= started]
+            if not due:
+                continue
+            run["due"] += len(due)
+            if not token_checked:
+                token_checked = True
+                try:
+                    # One token up front: if the token endpoint refuses us, no registration needs to find that out
+                    # again.
+                    self.connection.token_source.token(Deadline(self.connection.timeout))
+                except SipBreakoutError as exc:
+                    blocker.append(exc)
+                    LOG.error("cannot get an access token, no registration refreshed: %s", exc)
+            lowest = min(lowest, self._refresh_batch(due, blocker, run))
+        warning = shed_warning(lowest, self.settings.concurrency, run["due"])
+        if warning:
+            LOG.warning("%s", warning)
+
+    def _refresh_batch(self, due, blocker, run):
+        """Upsert every entry of ``due`` on the one channel, ``concurrency`` in flight, and record them together;
+        returns the fewest calls that were allowed in flight."""
 
         def on_done(call):
             if call.api_down and not blocker:
                 blocker.append(call.error)
 
-        calls = [Call(entry.registration) for entry in due]
+        calls = [Call(entry.registration) for _key, entry in due]
         lowest = self.settings.concurrency
         try:
             if not blocker:
@@ -304,12 +322,10 @@ class Keepalive:
                                                     clock=self.clock)
         finally:
             # Also when something unexpected interrupts the calls: what was refreshed is recorded.
-            with self.ledger.update() as current:
-                for entry, call in zip(due, calls):
-                    self._record(current.get(entry.key), entry, call, blocker, run)
-        warning = shed_warning(lowest, self.settings.concurrency, len(calls))
-        if warning:
-            LOG.warning("%s", warning)
+            with self.ledger.update([key for key, _entry in due]) as current:
+                for (key, entry), call in zip(due, calls):
+                    self._record(current.get(key), entry, call, blocker, run)
+        return lowest
 
     def _record(self, entry, sent, call, blocker, run):
         """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""
@@ -356,28 +372,57 @@ class Keepalive:
 
     # ------------------------------------------------------------------------------------------ reporting
 
-    def _report(self, run, entries, unmanaged, lookahead):
-        finished = self.clock()
-        run["finished_at"] = isoformat(finished)
-        run["finished_at_epoch"] = finished
-        run["outcome"] = "failed" if run["failed"] or run["error"] else ("ok" if run["refreshed"] else "idle")
-        summary = summarize(entries.values(), finished, self.settings.refresh_fraction, unmanaged)
-        warnings = [unmanaged[key] for key in sorted(unmanaged)]
+    def unmanaged_reason(self, entry):
+        """Why this keepalive does not refresh ``entry``, or None when it does."""
+        if not self.owns(entry):
+            return ("not refreshed by this keepalive: applied at %s as %s, but it is configured for %s as %s"
+                    % (entry.endpoint, entry.principal, self.connection.endpoint, self.connection.principal)
+                    + takeover_hint(entry, self.connection.endpoint, self.connection.principal))
+        if entry.delete_pending:
+            return ("not refreshed: it was asked to be deleted, and the delete has not succeeded yet%s; it lapses by "
+                    "%s unless the next run's delete removes it first"
+                    % (" (%s)" % entry.last_error if entry.last_error else "", isoformat(entry.expires_at)))
+        return None
+
+    def _warnings(self, lookahead):
+        """What the keepalive does not refresh (the first FAILURES_SHOWN, and how many more), and TTLs too short
+        for the schedule."""
+        endpoint, principal = self.connection.endpoint, self.connection.principal
+        count, first = self.ledger.failing(FAILURES_SHOWN, endpoint, principal, errors=False)
+        warnings = [self.unmanaged_reason(entry) for entry in first]
+        if count > len(first):
+            warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for the "
+                            "same reasons; registration_info lists them (orphans)" % (count - len(first),
+                                                                                      self.ledger.path))
         if lookahead > 0:
             # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
             # between two passes is lost in between.
-            short = sorted(set(e.time_to_live for e in entries.values() if self.owns(e) and e.time_to_live
-                               and e.time_to_live <= lookahead))
-            if short:
+            short = self.ledger.shortest_ttl(endpoint, principal)
+            if short is not None and short <= lookahead:
                 warnings.append("the API returned a TTL of %g s, no longer than the %g s between scheduled runs "
                                 "(schedule_interval): registrations lapse between runs; schedule the keepalive "
-                                "more often or run it in loop mode" % (short[0], lookahead))
+                                "more often or run it in loop mode" % (short, lookahead))
+        return warnings
+
+    def _report(self, run, lookahead):
+        finished = self.clock()
+        run["finished_at"] = isoformat(finished)
+        run["finished_at_epoch"] = finished
+        try:
+            summary = summarize(self.ledger, finished, self.settings.refresh_fraction,
+                                owner=(self.connection.endpoint, self.connection.principal),
+                                reason=self.unmanaged_reason)
+            warnings = self._warnings(lookahead)
+        except LedgerError as exc:
+            run["error"] = run["error"] or str(exc)
+            summary, warnings = empty_summary(), []
+        run["outcome"] = "failed" if run["failed"] or run["error"] else ("ok" if run["refreshed"] else "idle")
         previous = None
         try:
             previous = self.health.read()
         except LedgerError:
             previous = None
-        success = run["outcome"] != "failed" and not summary["failures"]
+        success = run["outcome"] != "failed" and not summary["failures_total"]
         last_success = finished if success else (previous or {}).get("last_success_at_epoch")
         report = dict(
             host=hostname(),
@@ -402,11 +447,14 @@ class Keepalive:
             LOG.error("cannot write the health file %s: %s", self.health.path, exc)
         if self.settings.metrics_path:
             try:
-                write_textfile(self.settings.metrics_path,
-                               render_metrics(report, per_registration=self.settings.metrics_per_registration))
+                write_textfile(self.settings.metrics_path, render_metrics(
+                    report, self.ledger.find if self.settings.metrics_per_registration else None))
             except (IOError, OSError) as exc:
                 run["outcome"] = "failed"
                 LOG.error("cannot write the metrics file %s: %s", self.settings.metrics_path, exc.strerror or exc)
+            except LedgerError as exc:
+                run["outcome"] = "failed"
+                LOG.error("cannot write the metrics file %s: %s", self.settings.metrics_path, exc)
         level = {"failed": logging.WARNING, "ok": logging.INFO}.get(run["outcome"], logging.DEBUG)
         LOG.log(level,
                 "pass %s: %d due, %d refreshed, %d failed; %d registration(s), %d live, nearest expiry %s",
@@ -419,16 +467,28 @@ class Keepalive:
     # ------------------------------------------------------------------------------------------ loop mode
 
     def seconds_to_next(self):
-        """How long the loop may sleep: until the next registration is due, at most ``max_sleep``."""
+        """How long the loop may sleep: until the next registration is due, at most ``max_sleep``.
+
+        Entries pending a delete are never due. Only entries whose earliest possible refresh point comes before the
+        soonest found so far are looked at, a batch at a time."""
         now = self.clock()
+        endpoint, principal = self.connection.endpoint, self.connection.principal
+        lead = self.settings.refresh_fraction * (1.0 + self.settings.jitter)
+        soonest = now + self.settings.max_sleep
+        position = None
         try:
-            entries = self.ledger.read()
+            longest = self.ledger.longest_ttl(endpoint, principal, DOCUMENTED_TTL)
+            while True:
+                candidates, position = self.ledger.expiring(
+                    endpoint, principal, self.settings.batch_size, before=soonest, lead=lead,
+                    default_ttl=DOCUMENTED_TTL, longest_ttl=longest, after=position)
+                for key, entry in candidates:
+                    soonest = min(soonest, self.next_attempt_at(entry, key=key))
+                if not candidates:
+                    break
         except LedgerError:
             return self.settings.retry_interval
-        times = [self.next_attempt_at(entry) for entry in entries.values() if self.owns(entry)]
-        if not times:
-            return self.settings.max_sleep
-        return min(self.settings.max_sleep, max(MIN_SLEEP, min(times) - now))
+        return max(MIN_SLEEP, soonest - now)
 
     def loop(self):
         """Pass, sleep until the next one is due, repeat until ``stop`` is set (SIGTERM)."""
@@ -441,7 +501,10 @@ class Keepalive:
                     self.run_pass(mode="loop")
             except LedgerError as exc:
                 LOG.error("%s", exc)
-            self.stop.wait(self.seconds_to_next())
+            sleep = self.seconds_to_next()
+            # Opened again after the sleep: a ledger restored or moved meanwhile is the one the next pass reads.
+            self.ledger.close()
+            self.stop.wait(sleep)
         LOG.info("keepalive stopped")
 
 
@@ -539,4 +602,5 @@ def main(argv=None):
             return EXIT_FAILED
         return EXIT_FAILED if run["outcome"] == "failed" else EXIT_OK
     finally:
+        keepalive.ledger.close()
         connection.close()

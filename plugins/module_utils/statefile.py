@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A JSON file that several processes update safely: the ledger and the token cache are built on it.
+"""A JSON file that several processes update safely: the token cache and the keepalive's health file.
 
 Readers never lock: every write goes to a temporary file in the same directory, is fsynced and renamed over the
 old one, so a reader sees either the old or the new content, never half of it. Writers serialise on an ``flock``
@@ -64,7 +64,7 @@ def _encode(value, depth=0):
     """JSON with the outer objects spread over lines and each of their entries on one line of its own.
 
     A person can still read, grep and diff it, and each line comes from the json module's C encoder (``indent``
-    would use its pure-Python one, several times slower for a ledger of 10,000 registrations).
+    would use its pure-Python one, several times slower for a file of 10,000 entries).
     """
     if depth < SPREAD_DEPTH and isinstance(value, dict) and value:
         indent = " " * (depth + 1)
@@ -104,8 +104,8 @@ class StateFile:
             raise self._error("%s is not a %s file (format %r). It was left untouched." %
                               (self.path, self.format, data.get("format") if isinstance(data, dict) else None))
         if data.get("version") != self.version:
-            raise self._error("%s has version %r; this collection reads version %d. Use the collection version "
-                              "that wrote it." % (self.path, data.get("version"), self.version))
+            raise self._error("%s has version %r; this collection reads version %d. It was left untouched: use the "
+                              "collection version that wrote it." % (self.path, data.get("version"), self.version))
         return data["body"]
 
     @contextlib.contextmanager
@@ -121,23 +121,31 @@ class StateFile:
 
     def _write(self, body):
         data = {"format": self.format, "version": self.version, "body": body}
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), dir=directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(_encode(data))
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        # The rename is durable only once the directory entry is on disk.
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, lambda handle: handle.write(_encode(data) + "\n"))
+        fsync_directory(os.path.dirname(self.path))
+
+
+def write_atomically(path, write, mode=0o600, binary=False, suffix=""):
+    """Replace ``path`` with what ``write(handle)`` writes: into a temporary file beside it (``suffix`` ends its
+    name), fsynced, given ``mode``, then renamed over ``path``. Nothing is left behind when ``write`` raises."""
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=suffix, dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def fsync_directory(directory):
+    """A rename into ``directory`` is durable only once the directory entry is on disk."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

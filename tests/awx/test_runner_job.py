@@ -8,6 +8,7 @@ project requirement; then job slicing. The emulator is the judge of what was reg
 import copy
 import json
 import os
+import sqlite3
 import stat
 import threading
 
@@ -84,10 +85,13 @@ class Job:
         found = {}
         for name in sorted(os.listdir(directory)):
             if name.endswith(".json"):
-                with open(os.path.join(directory, name), "r", encoding="utf-8") as handle:
-                    body = json.load(handle)["body"]
-                found[name[:-len(".json")]] = sorted(entry["registration"]["phone_number"]
-                                                     for entry in body["registrations"].values())
+                # Each ledger is an SQLite database, read here with Python's own sqlite3, not the collection.
+                conn = sqlite3.connect(os.path.join(directory, name))
+                try:
+                    numbers = [row[0] for row in conn.execute("SELECT phone_number FROM registrations")]
+                finally:
+                    conn.close()
+                found[name[:-len(".json")]] = sorted(numbers)
         return found
 
     def issued_tokens(self):

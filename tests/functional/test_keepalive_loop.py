@@ -58,4 +58,4 @@ def test_keepalive_keeps_registrations_live_and_they_lapse_without_it(tmp_path):
 
         # Without the keepalive the very same registrations lapse within one TTL.
         wait_for(lambda: not held(emu), TTL + 1.5, message="every registration lapsed")
-        assert len(read_health(work)["registrations"]) == 3  # the ledger still knows them
+        assert read_health(work)["registrations_total"] == 3  # the ledger still knows them

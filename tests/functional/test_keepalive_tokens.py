@@ -199,4 +199,4 @@ def test_a_config_that_others_can_read_is_refused(tmp_path):
         assert status == 2
         assert "readable by group or others" in log and CLIENT_SECRET not in log
         assert module_options(emu, work)["ledger_path"] == work.ledger
-        assert SIP_URI in open(work.ledger).read()
+        assert [entry.registration.sip_uri for entry in Ledger(work.ledger).read().values()] == [SIP_URI]

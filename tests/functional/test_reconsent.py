@@ -51,8 +51,8 @@ def _refresh_requests(emu):
 
 def _observed(emu, work):
     calls = emu.calls(limit=0)
-    with open(work.ledger, "rb") as handle:
-        return calls["total"], calls["token_requests"], handle.read()
+    return calls["total"], calls["token_requests"], sorted(entry.row(key) for key, entry in
+                                                           Ledger(work.ledger).read().items())
 
 
 def test_adoption_after_reconsent_keeps_every_registration_alive(tmp_path):

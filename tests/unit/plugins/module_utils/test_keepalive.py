@@ -5,6 +5,7 @@
 
 import json
 import os
+import tracemalloc
 
 import pytest
 
@@ -164,8 +165,9 @@ def test_schedule_refreshes_with_a_third_left_plus_stable_jitter(tmp_path):
     assert at + 5 + 60 <= runner.next_attempt_at(entry) <= at + 5 + 75  # retry_interval, with jitter
 
 
-def test_a_pass_refreshes_only_what_is_due_and_reports(tmp_path):
-    runner, client, ledger, _clock = _setup(tmp_path, [
+@pytest.mark.parametrize("batch_size", [1, 5000])
+def test_a_pass_refreshes_only_what_is_due_and_reports(tmp_path, batch_size):
+    runner, client, ledger, _clock = _setup(tmp_path, batch_size=batch_size, entries=[
         ("+4799990001", 10000.0 - 3000, PRINCIPAL),  # 600 s left: due
         ("+4799990002", 10000.0 - 10, PRINCIPAL),  # just refreshed
         ("+4799990003", 10000.0 - 3000, "client:other"),  # another principal: reported, never touched
@@ -182,12 +184,13 @@ def test_a_pass_refreshes_only_what_is_due_and_reports(tmp_path):
     assert "wgtwo_sipbreakout_registration_failures 1" in open(str(tmp_path / "k.prom")).read()
 
 
-def test_rejections_are_kept_and_an_outage_stops_the_pass(tmp_path):
+@pytest.mark.parametrize("batch_size", [1, 2, 5000])
+def test_rejections_are_kept_and_an_outage_stops_the_pass(tmp_path, batch_size):
     errors = {"+4799990001": NotAcceptableError("Secure SIP domain name required", "+4799990001"),
               "+4799990002": ApiError("UNAVAILABLE", "+4799990002", code="UNAVAILABLE", retryable=True)}
     runner, client, ledger, _clock = _setup(tmp_path, [
         ("+4799990001", 10000.0 - 3500, PRINCIPAL), ("+4799990002", 10000.0 - 3400, PRINCIPAL),
-        ("+4799990003", 10000.0 - 3300, PRINCIPAL)], errors=errors)
+        ("+4799990003", 10000.0 - 3300, PRINCIPAL)], errors=errors, batch_size=batch_size)
     run = runner.run_pass()
     assert client.calls == ["+4799990001", "+4799990002"]  # the third waits for the API to come back
     assert (run["outcome"], run["failed"]) == ("failed", 3)
@@ -225,3 +228,79 @@ def test_an_entry_that_cannot_be_sent_fails_alone_and_the_pass_goes_on(tmp_path)
     assert client.calls == ["+4799990002"]
     entries = dict((e.registration.phone_number, e) for e in ledger.read().values())
     assert "route_type: is required to upsert" in entries["+4799990001"].last_error
+
+
+def test_each_batch_is_recorded_before_the_next_is_sent(tmp_path):
+    runner, client, ledger, clock = _setup(tmp_path, [("+47999900%02d" % number, 10000.0 - 3000 - number, PRINCIPAL)
+                                                      for number in range(10)], batch_size=3)
+    recorded = []
+    run = client.run
+
+    def run_and_look(calls, **kwargs):
+        # What another process reads from the ledger when each batch starts: the earlier batches, refreshed.
+        recorded.append(sum(1 for entry in Ledger(ledger.path).find() if entry.upserted_at >= 10000.0))
+        return run(calls, **kwargs)
+
+    client.run = run_and_look
+    assert runner.run_pass()["refreshed"] == 10
+    assert recorded == [0, 3, 6, 9]
+    # Most urgent first: the ones whose TTL runs out first were sent first.
+    assert client.calls == ["+47999900%02d" % number for number in reversed(range(10))]
+    assert clock.now > 10000.0
+
+
+def test_the_loop_does_not_wake_for_what_it_cannot_refresh(tmp_path):
+    runner, _client, ledger, _clock = _setup(tmp_path, [("+4799990001", 10000.0 - 3500, PRINCIPAL),
+                                                        ("+4799990002", 10000.0 - 3500, PRINCIPAL)])
+    with ledger.update() as current:
+        for entry in current.values():
+            if entry.registration.phone_number == "+4799990001":
+                entry.delete_pending = True  # never refreshed: not a reason to wake
+            else:
+                entry.last_error, entry.last_attempt_at = "boom", 10000.0 - 1  # retried after retry_interval
+    assert 60.0 - 1 <= runner.seconds_to_next() <= 75.0
+
+
+class _QuietClient(_Client):
+    """Answers every call OK and keeps nothing: what the pass itself holds is what is measured."""
+
+    def run(self, calls, concurrency=1, stop=None, on_done=None, clock=None):
+        for call in calls:
+            call.sent_at = clock()
+            call.ok, call.time_to_live = True, self.ttl
+            on_done(call)
+        return concurrency
+
+
+def _peak_of_a_pass(tmp_path, count):
+    clock = _Clock()
+    settings = keepalive.parse_config(dict(ledger_path=str(tmp_path / "ledger.json"),
+                                           health_path=str(tmp_path / "health.json"),
+                                           metrics_path=str(tmp_path / "k.prom"), batch_size=50))
+    ledger = Ledger(settings.ledger_path)
+    with ledger.update() as current:
+        for number in range(count):
+            reg = Registration.create(phone_number="+4798%07d" % number, sip_uri="sips:pbx.example.com",
+                                      route_type="loop")
+            entry = LedgerEntry(ENDPOINT, PRINCIPAL, reg, upserted_at=5000.0 + number * 0.01, time_to_live=3600.0,
+                                last_error="boom" if number % 2 else None, last_attempt_at=5000.0)
+            current[entry.key] = entry
+    ledger.close()
+    runner = keepalive.Keepalive(settings, _Connection(_QuietClient(clock)), clock=clock)
+    tracemalloc.start()
+    try:
+        run = runner.run_pass(lookahead=300.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert run["refreshed"] == count  # all due: every one was sent, in batches of 50, and written to the metrics
+    assert sum(1 for line in open(settings.metrics_path) if "registration_expiry_timestamp_seconds{" in line) == count
+    assert runner.health.read()["failures_total"] == 0
+    return peak
+
+
+def test_the_memory_of_a_pass_does_not_grow_with_the_ledger(tmp_path):
+    small = _peak_of_a_pass(tmp_path / "small", 1000)
+    large = _peak_of_a_pass(tmp_path / "large", 10000)
+    # Ten times the registrations: a pass that held them all would need about ten times the memory.
+    assert large < small * 1.5, (small, large)
