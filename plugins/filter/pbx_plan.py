@@ -24,13 +24,20 @@ description:
   - The SIP edge tells mobile originating (MO) from mobile terminating (MT) calls by the prefix at the start of
     the request-URI user part, so no MO prefix may equal, or be the start of, an MT prefix in use on the host
     (and the other way round).
+  - C(sipbreakout_registrations_file) names a registrations file on the controller (CSV or JSON lines, as the
+    module's C(registrations_file) option reads it), instead of C(sipbreakout_registrations). It is read a line at
+    a time. Every line is checked as the module checks it, and also must name its C(phone_number) and, when
+    present, both prefixes (its lines do not take the host-wide values). Its C(sip_uri) hosts and prefixes count
+    like those of C(sipbreakout_registrations); its numbers are not listed (a file may hold a million), the
+    P(wgtwo.sipbreakout.pbx_shared_numbers#filter) filter compares them across hosts.
 options:
   _input:
     description:
       - The host's variables, keyed by their names.
       - Recognised keys are C(sipbreakout_sip_uri), C(sipbreakout_mobile_originating_prefix),
-        C(sipbreakout_mobile_terminating_prefix), C(sipbreakout_registrations), C(sipbreakout_core_sources),
-        C(sipbreakout_backends) and C(sipbreakout_core_uri). Other keys are ignored.
+        C(sipbreakout_mobile_terminating_prefix), C(sipbreakout_registrations), C(sipbreakout_registrations_file)
+        (a path on the controller; empty for none), C(sipbreakout_core_sources), C(sipbreakout_backends) and
+        C(sipbreakout_core_uri). Other keys are ignored.
     type: dict
     required: true
 """
@@ -79,13 +86,32 @@ _value:
       type: list
       elements: dict
     present_numbers:
-      description: The numbers of the registrations with C(state=present), in order and without repetition.
+      description:
+        - The numbers of the registrations with C(state=present), in order and without repetition (not those of
+          C(sipbreakout_registrations_file)).
       type: list
       elements: str
+    registrations_file:
+      description:
+        - C(sipbreakout_registrations_file) once every line passed, else C(None).
+      type: dict
+      contains:
+        path:
+          description: The file, as an absolute path on the controller.
+          type: str
+        format:
+          description: C(csv) or C(jsonl), from the file name's extension.
+          type: str
+        present:
+          description: How many of its registrations have C(state=present).
+          type: int
+        absent:
+          description: How many have C(state=absent).
+          type: int
     sip_uri_hosts:
       description:
-        - The hosts of C(sipbreakout_sip_uri) and of the C(sip_uri) of every present registration, without
-          repetition. The edge's TLS certificate must cover each of them.
+        - The hosts of C(sipbreakout_sip_uri) and of the C(sip_uri) of every present registration (of the file
+          too), without repetition. The edge's TLS certificate must cover each of them.
       type: list
       elements: str
     mobile_originating_prefixes:
@@ -140,6 +166,9 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration imp
     normalize_state,
     sip_uri_host,
 )
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registrations_file import RegistrationsFile
+
+FILE_VARIABLE = "sipbreakout_registrations_file"
 
 _REGISTRATION_KEYS = frozenset(
     ("phone_number", "route_type", "sip_uri", "mobile_originating_prefix", "mobile_terminating_prefix", "state"))
@@ -238,6 +267,53 @@ def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix, require_sip_uri
     return result
 
 
+def _file_demands(item):
+    """What the role asks of a line of a registrations file beyond what the module does."""
+    registration = item.registration
+    if not registration.phone_number:
+        raise ValidationError("phone_number", "is required: the number this line registers, such as '+4799990000'")
+    if item.state == "present":
+        for name in ("mobile_originating_prefix", "mobile_terminating_prefix"):
+            if not getattr(registration, name):
+                raise ValidationError(name, "is empty: the SIP edge tells MO from MT calls by the prefix, and the "
+                                            "lines of %s do not take sipbreakout_%s; give it on every line"
+                                      % (FILE_VARIABLE, name), registration.phone_number)
+
+
+def _registrations_file(plan, path):
+    """Check the file a line at a time. Returns its summary (None when it has a problem) and, for its present
+    registrations, ``{value: first line}`` of their sip_uri hosts, MO prefixes and MT prefixes."""
+    uses = ({}, {}, {})
+    try:
+        with RegistrationsFile(path) as source:
+            where = "%s (%s)" % (FILE_VARIABLE, source.path)
+            checked = source.scan(lambda registration: repr(registration.key), _file_demands)
+            for line, problem in checked.problems:
+                plan.problem("%s line %d" % (where, line), problem)
+            if checked.problem_count > len(checked.problems):
+                plan.problem(where, "%d more problem(s) after these"
+                             % (checked.problem_count - len(checked.problems)))
+            if checked.problem_count:
+                return None, uses
+            if not checked.count:
+                plan.problem(where, "holds no registration; an empty file is refused (a copy cut short must not "
+                                    "count as no numbers)")
+                return None, uses
+            summary = dict(path=source.path, format=source.format, present=0, absent=0)
+            for item in source.items():
+                summary[item.state] += 1
+                if item.state == "present":
+                    registration = item.registration
+                    for found, value in zip(uses, (sip_uri_host(registration.sip_uri),
+                                                   registration.mobile_originating_prefix,
+                                                   registration.mobile_terminating_prefix)):
+                        found.setdefault(value, "%s line %d" % (where, item.line))
+            return summary, uses
+    except ValidationError as exc:
+        plan.problem(FILE_VARIABLE, _message(exc))
+        return None, uses
+
+
 def _prefix_clashes(plan, mo_sources, mt_sources):
     """Every MO prefix against every MT prefix: equal or one the start of the other is ambiguous."""
     for mo, mo_variable in mo_sources:
@@ -331,7 +407,7 @@ def pbx_plan(variables):
         raise AnsibleFilterError("pbx_plan expects a dictionary of sipbreakout_* variables, got %s"
                                  % type(variables).__name__)
     plan = _Plan()
-    result = dict(sip_uri=None, registrations=[], present_numbers=[], sip_uri_hosts=[],
+    result = dict(sip_uri=None, registrations=[], registrations_file=None, present_numbers=[], sip_uri_hosts=[],
                   mobile_originating_prefixes=[], mobile_terminating_prefixes=[], prefixes=[], core_sources=[], backends=[],
                   core_uri=None, core_host=None, core_port=None)
 
@@ -356,7 +432,6 @@ def pbx_plan(variables):
 
     hosts = [sip_uri_host(result["sip_uri"])] if result["sip_uri"] else []
     hosts.extend(sip_uri_host(entry["sip_uri"]) for entry in present if entry["sip_uri"])
-    result["sip_uri_hosts"] = [host for index, host in enumerate(hosts) if host not in hosts[:index]]
 
     mo_sources = [(mo_prefix, "sipbreakout_mobile_originating_prefix")] if mo_prefix else []
     mt_sources = [(mt_prefix, "sipbreakout_mobile_terminating_prefix")] if mt_prefix else []
@@ -366,6 +441,20 @@ def pbx_plan(variables):
             mo_sources.append((entry["mobile_originating_prefix"], where + ".mobile_originating_prefix"))
         if entry["mobile_terminating_prefix"] and entry["mobile_terminating_prefix"] != mt_prefix:
             mt_sources.append((entry["mobile_terminating_prefix"], where + ".mobile_terminating_prefix"))
+
+    if variables.get(FILE_VARIABLE):
+        if variables.get("sipbreakout_registrations"):
+            plan.problem(FILE_VARIABLE, "cannot be combined with sipbreakout_registrations; give the host's numbers "
+                                        "in one of them")
+        else:
+            result["registrations_file"], (file_hosts, file_mo, file_mt) = _registrations_file(
+                plan, variables[FILE_VARIABLE])
+            hosts.extend(file_hosts)
+            mo_sources.extend((prefix, where + ".mobile_originating_prefix") for prefix, where in file_mo.items()
+                              if prefix != mo_prefix)
+            mt_sources.extend((prefix, where + ".mobile_terminating_prefix") for prefix, where in file_mt.items()
+                              if prefix != mt_prefix)
+    result["sip_uri_hosts"] = [host for index, host in enumerate(hosts) if host not in hosts[:index]]
     _prefix_clashes(plan, mo_sources, mt_sources)
     result["mobile_originating_prefixes"] = _longest_first(prefix for prefix, _variable in mo_sources)
     result["mobile_terminating_prefixes"] = _longest_first(prefix for prefix, _variable in mt_sources)

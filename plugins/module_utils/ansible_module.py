@@ -85,10 +85,10 @@ class SipBreakoutModule(AnsibleModule):
         self.fail_json(msg=missing_required_lib(name), exception=error)
 
     def run(self, action):
-        """``action(params, check_mode, diff, on_token)`` -> result dict; errors become a failed task."""
+        """``action(params, check_mode, diff, on_token, log)`` -> result dict; errors become a failed task."""
         try:
             result = action(self.params, check_mode=self.check_mode, diff=self._diff,
-                            on_token=self.no_log_values.add)
+                            on_token=self.no_log_values.add, log=self.log)
         except SipBreakoutError as exc:
             details = dict(phone_number=exc.phone_number)
             if isinstance(exc, ValidationError):

@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A virtual SIP registration as the user declares it, validated and normalised before any call is made."""
 
+import functools
 import re
 from collections import namedtuple
 
@@ -45,6 +46,18 @@ def normalize_phone_number(value, option="phone_number"):
 
 def normalize_sip_uri(value, option="sip_uri"):
     """Return ``value`` in lower case (scheme and host) if it is ``sips:host`` or ``sips:host:port``."""
+    if isinstance(value, str):
+        return _normalize_sip_uri_text(value, option)
+    return _normalize_sip_uri(value, option)
+
+
+# A registrations file names a few endpoints a million times: each is checked once (a refusal is never cached).
+@functools.lru_cache(maxsize=256)
+def _normalize_sip_uri_text(value, option):
+    return _normalize_sip_uri(value, option)
+
+
+def _normalize_sip_uri(value, option):
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(option, "is required, for example 'sips:pbx.example.com:5061'")
     uri = value.strip()
@@ -170,3 +183,23 @@ class Registration(namedtuple("Registration", _FIELDS)):
     @classmethod
     def from_dict(cls, data):
         return cls(*(data.get(field) for field in _FIELDS))
+
+    @classmethod
+    def from_options(cls, options, state="present"):
+        """:meth:`create` from a dict with the module's option names (an item of ``registrations``, a line of a
+        registrations file); a route type is required only with ``state`` present."""
+        return cls.create(
+            sip_uri=options.get("sip_uri"), route_type=options.get("route_type"),
+            phone_number=options.get("phone_number"),
+            mobile_originating_prefix=options.get("mobile_originating_prefix"),
+            mobile_terminating_prefix=options.get("mobile_terminating_prefix"),
+            require_route_type=state == "present")
+
+
+class Item(namedtuple("Item", ["registration", "state", "line"])):
+    """A registration as declared, with its state and, when it was read from a file, the line it is on."""
+
+    __slots__ = ()
+
+    def __new__(cls, registration, state, line=None):
+        return super().__new__(cls, registration, state, line)

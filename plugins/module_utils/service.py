@@ -7,22 +7,26 @@
 holds something different (a new registration, other fields, one that had lapsed, or one deleted). A change made
 outside this ledger (by grpcurl, another host, another ledger path) is not seen.
 
-One engine serves one registration and ten thousand alike: every item is planned against the ledger, the calls
-run through ``SipBreakoutClient.run`` on one channel with a bounded number in flight, and the ledger is updated
-once, with exactly the items that succeeded.
+One engine serves one registration, a list of ten thousand and a file of a million alike: everything that must hold
+before any call (valid input, no duplicates, the purge guard, a takeover) is decided first; then every item is
+planned against the ledger's entries of its key, the calls run through ``SipBreakoutClient.run`` on one channel
+with a bounded number in flight, and the ledger is updated with exactly the items that succeeded. A list is one
+chunk (one ledger update, a result per item); a file goes CHUNK_SIZE lines at a time, so that what the run holds
+does not grow with the file, and returns the results of what changed or failed only, RESULTS_LIMIT at most.
 """
 
+import contextlib
 import time
-from collections import namedtuple
 
 from . import purge_guard
-from .adoption import ADOPT, Takeover
+from .adoption import ADOPT, Takeover, replaced_by
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
 from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
-from .registration import Registration
+from .registration import Item, Registration
+from .registrations_file import RegistrationsFile
 
 # What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or the API was down)
 # before its call.
@@ -30,16 +34,19 @@ CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT = "created", "updated", "
     "not_sent"
 OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT)
 
-Item = namedtuple("Item", ["registration", "state"])
+# File mode: registrations planned, sent and recorded at a time, and the most results (and diff entries) returned.
+CHUNK_SIZE = 10000
+RESULTS_LIMIT = 1000
 
 
 class Step:
     """One item's plan (from the ledger), its call and, once applied, its outcome."""
 
-    def __init__(self, item, key, before, purge=False, replaces=None):
+    def __init__(self, item, key, before, purge=False, replaces=None, before_principal=None):
         self.item = item
         self.key = key
         self.before = before  # the live registration the ledger holds, or None
+        self.before_principal = before_principal  # whose entry the ledger held for it
         self.purge = purge
         # (key, principal) of a previous principal's entry this step takes over: it leaves the ledger once the call
         # is answered OK.
@@ -78,6 +85,8 @@ class Step:
         reg = self.item.registration
         result = dict(phone_number=reg.phone_number, sip_uri=reg.sip_uri, route_type=reg.route_type,
                       state=self.item.state, result=self.outcome, expires_at=self.expires_at)
+        if self.item.line is not None:
+            result["line"] = self.item.line
         if self.purge:
             result["purged"] = True
         if self.replaces:
@@ -90,81 +99,134 @@ class Step:
 
 
 class RegistrationService:
-    """Applies registrations through ``connection`` and records them in ``ledger``."""
+    """Applies registrations through ``connection`` and records them in ``ledger``.
+
+    What must hold before any call (the purge guard, a takeover) is decided by :meth:`prepare` from the declared
+    keys alone; the steps are then planned a chunk at a time from the ledger's entries of that chunk's keys
+    (:meth:`steps`), sent and recorded (:meth:`apply`), so a run holds one chunk's entries, never the ledger's
+    (a purge keeps the keys it deletes; a takeover reads the entries of this client's refresh tokens).
+    """
 
     def __init__(self, connection, ledger, clock=time.time):
         self.connection = connection
         self.ledger = ledger
         self.clock = clock
-        self.planned_from = {}  # the ledger's entries as plan() read them
         self.warnings = []
+        self.taken = {}  # {key under this principal: (key, entry)} of a previous principal's entries taken over
+        self._after = []  # steps of the takeover that the items do not name
+        self._doomed = []  # keys the purge deletes, in order
+        self._stopped_by = []  # why no further call is started: the API is down, or fail_fast
+        self._lowest = None  # the fewest calls the client allowed in flight, over every apply()
+        self._sent = 0
+
+    def key(self, registration):
+        """The ledger key of ``registration`` applied with this run's endpoint and credentials."""
+        return entry_key(self.connection.endpoint, self.connection.principal, registration)
 
     def plan(self, items, purge=False, max_purge=DEFAULT_MAX_PURGE, purge_allowance=DEFAULT_PURGE_ALLOWANCE,
              takeover=None):
         """Steps for ``items`` (and for the purge and a ``Takeover``), computed from the ledger alone; refuses unsafe
         purges and takeovers."""
-        now = self.clock()
-        entries = self.planned_from = self.ledger.read()
-        taken = self._taken(entries, items, takeover)
-        steps, keys = [], set()
+        keyed, keys = [], set()
         for item in items:
-            key = entry_key(self.connection.endpoint, self.connection.principal, item.registration)
+            key = self.key(item.registration)
             if key in keys:
                 raise ValidationError("registrations", "%s appears more than once" % item.registration.label,
                                       item.registration.phone_number)
             keys.add(key)
-            previous = taken.get(key)
-            before = entries.get(key) or (previous[1] if previous else None)
-            steps.append(Step(item, key, _before(before, item.state, now), replaces=_replaces(previous)))
-        if taken:
-            steps.extend(self._takeover_steps(entries, taken, keys, now, takeover, purge))
+            keyed.append((item, key))
+        self.prepare(keys, [item.registration.phone_number for item in items], purge=purge, max_purge=max_purge,
+                     purge_allowance=purge_allowance, takeover=takeover)
+        steps = self.steps(keyed)
+        for chunk in self.steps_after(max(1, len(self._doomed))):
+            steps.extend(chunk)
+        return steps
+
+    def prepare(self, keys, numbers, purge=False, max_purge=DEFAULT_MAX_PURGE,
+                purge_allowance=DEFAULT_PURGE_ALLOWANCE, takeover=None):
+        """Decide, before any call, what the items do not name: the takeover's other entries and the purge, which
+        is refused here when it deletes too much. ``keys`` holds the items' keys (a set or ``KeyDigests``; the
+        takeover's are added to it), ``numbers`` the phone numbers they name."""
+        now = self.clock()
+        if takeover is not None:
+            # Only this client's refresh tokens' entries matter to a takeover (Takeover.select reads no others).
+            view = dict((entry.key, entry) for entry in self.ledger.find(endpoint=self.connection.endpoint)
+                        if entry.principal == self.connection.principal
+                        or replaced_by(entry.principal, self.connection.principal))
+            self.taken = takeover.select(view, self.connection.endpoint, self.connection.principal,
+                                         [number for number in numbers if number], self.ledger.path)
+            self.warnings.extend(takeover.warnings)
+            for key, previous, entry, state in takeover.undeclared(view, self.taken, keys, purge):
+                keys.add(key)
+                self._after.append(Step(Item(entry.registration, state), key, _before(entry, state, now),
+                                        replaces=_replaces(previous), before_principal=entry.principal))
         if purge:
-            steps.extend(self._purge_steps(entries, keys, now, max_purge, purge_allowance, taken,
-                                           adopt=bool(takeover) and takeover.action == ADOPT))
-        return steps
+            self._doomed = self._purge_keys(keys, max_purge, purge_allowance,
+                                            adopt=bool(takeover) and takeover.action == ADOPT)
 
-    def _purge_steps(self, entries, keys, now, max_purge, purge_allowance, taken=None, adopt=False):
-        """Deletes of this principal's entries missing from ``keys``. With ``adopt``, the ``taken`` entries (previous
-        key and entry, by their key under this principal) count as this principal's: they are, from this run on."""
-        taken = taken or {}
-        mine = dict((key, entry) for key, entry in entries.items()
-                    if entry.endpoint == self.connection.endpoint and entry.principal == self.connection.principal)
-        for key, (_previous_key, entry) in taken.items():
-            if adopt and key not in mine and not entry.delete_pending:
-                mine[key] = entry
-        doomed = [(key, mine[key]) for key in sorted(mine) if key not in keys]
-        if not purge_guard.allowed(len(doomed), len(mine), max_purge, purge_allowance):
-            purge_guard.refuse(len(doomed), len(mine), "the ledger %s holds for %s at %s" % (
+    def _purge_keys(self, keys, max_purge, purge_allowance, adopt=False):
+        """This principal's keys that are not in ``keys``, sorted. With ``adopt``, the taken entries count as this
+        principal's: they are, from this run on. One pass over the principal's entries, keeping keys only."""
+        holding, doomed = 0, []
+        for entry in self.ledger.find(endpoint=self.connection.endpoint, principal=self.connection.principal):
+            holding += 1
+            if entry.key not in keys:
+                doomed.append(entry.key)
+        if adopt and self.taken:
+            own = self.ledger.get(list(self.taken))
+            for key, (_previous_key, entry) in self.taken.items():
+                if key not in own and not entry.delete_pending:
+                    holding += 1
+                    if key not in keys:
+                        doomed.append(key)
+        if not purge_guard.allowed(len(doomed), holding, max_purge, purge_allowance):
+            purge_guard.refuse(len(doomed), holding, "the ledger %s holds for %s at %s" % (
                 self.ledger.path, self.connection.principal, self.connection.endpoint), max_purge, purge_allowance)
-        return [Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True,
-                     replaces=_replaces(taken.get(key))) for key, entry in doomed]
+        doomed.sort()
+        return doomed
 
-    def _taken(self, entries, items, takeover):
-        if takeover is None:
-            return {}
-        numbers = [item.registration.phone_number for item in items if item.registration.phone_number]
-        taken = takeover.select(entries, self.connection.endpoint, self.connection.principal, numbers,
-                                self.ledger.path)
-        self.warnings.extend(takeover.warnings)
-        return taken
-
-    def _takeover_steps(self, entries, taken, keys, now, takeover, purge):
+    def steps(self, keyed):
+        """Steps of ``(item, key)`` pairs, planned from the ledger's entries of those keys."""
+        wanted = [key for _item, key in keyed]
+        wanted.extend(self.taken[key][0] for _item, key in keyed if key in self.taken)
+        entries = self.ledger.get(wanted)
+        now = self.clock()
         steps = []
-        for key, previous, entry, state in takeover.undeclared(entries, taken, keys, purge):
-            keys.add(key)
-            steps.append(Step(Item(entry.registration, state), key, _before(entry, state, now),
-                              replaces=_replaces(previous)))
+        for item, key in keyed:
+            previous = self.taken.get(key)
+            before = entries.get(key) or (previous[1] if previous else None)
+            steps.append(Step(item, key, _before(before, item.state, now), replaces=_replaces(previous),
+                              before_principal=before.principal if before is not None else None))
         return steps
+
+    def steps_after(self, size):
+        """Chunks of at most ``size`` steps for what the items do not name: the takeover's, then the purge's."""
+        if self._after:
+            yield self._after
+        for start in range(0, len(self._doomed), size):
+            keys = self._doomed[start:start + size]
+            wanted = keys + [self.taken[key][0] for key in keys if key in self.taken]
+            entries = self.ledger.get(wanted)
+            now = self.clock()
+            steps = []
+            for key in keys:
+                previous = self.taken.get(key)
+                entry = entries.get(key) or (previous[1] if previous else None)
+                if entry is None:
+                    continue  # gone since prepare() (another run deleted it): nothing left to purge
+                steps.append(Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True,
+                                  replaces=_replaces(previous), before_principal=entry.principal))
+            yield steps
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
-        """Send every step's call, ``concurrency`` in flight; record the successes in the ledger, once.
+        """Send every step's call, ``concurrency`` in flight; record them in the ledger, in one update.
 
         No call is started after one has failed for a transient reason with all its retries spent (the API is
-        down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure; calls
-        already in flight finish. The ledger is updated even if something unexpected interrupts the calls, so
-        nothing that was applied is forgotten.
+        down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure, in this
+        apply() or a later one of the same run; calls already in flight finish. The ledger is updated even if
+        something unexpected interrupts the calls, so nothing that was applied is forgotten.
         """
-        stopped_by = []
+        stopped_by = self._stopped_by
 
         def on_done(call):
             if call.error is not None and not stopped_by:
@@ -182,10 +244,15 @@ class RegistrationService:
                 self._record(steps)
         for step in steps:
             step.settle(stopped_by[0] if stopped_by else None)
-        warning = shed_warning(lowest, concurrency, len(steps))
-        if warning:
-            self.warnings.append(warning)
+        self._lowest = lowest if self._lowest is None else min(self._lowest, lowest)
+        self._sent += len(steps)
         return steps
+
+    def shed_warning(self, concurrency):
+        """The warning for the user when the API pushed back during the run's apply() calls, or None."""
+        if self._lowest is None:
+            return None
+        return shed_warning(self._lowest, concurrency, self._sent)
 
     def _record(self, steps):
         applied = [step for step in steps if step.call.ok]
@@ -195,7 +262,8 @@ class RegistrationService:
         if not applied and not failed and not undeleted:
             return
         endpoint, principal = self.connection.endpoint, self.connection.principal
-        with self.ledger.update() as entries:
+        keys = [step.key for step in steps] + [step.replaces[0] for step in applied if step.replaces]
+        with self.ledger.update(keys) as entries:
             for step in applied:
                 if step.replaces:
                     # Taken over: from now on only this principal's entry stands for the registration.
@@ -219,12 +287,14 @@ class RegistrationService:
     def other_registrations(self, registration, key):
         """Warn about other live registrations of the same number: they stay at the operator until they lapse.
 
-        Read from the entries plan() read: applying one registration changes no other."""
+        Looked up by number (with a user token, the token's number is not in the key: by its entries' sip_uri)."""
         now = self.clock()
         warnings = []
-        for other_key, other in sorted(self.planned_from.items()):
-            if (other_key != key and other.registration.phone_number == registration.phone_number
-                    and other.endpoint == self.connection.endpoint and other.principal == self.connection.principal
+        others = self.ledger.find(endpoint=self.connection.endpoint, principal=self.connection.principal,
+                                  phone_number=registration.phone_number)
+        for other in sorted(others, key=lambda entry: entry.key):
+            # find() takes a None number as any number; only the entries without one are this one's then.
+            if (other.key != key and other.registration.phone_number == registration.phone_number
                     and other.live(now)):
                 warnings.append("%s is also registered at %s (ledger %s), live until %s; it stays at the operator "
                                 "until then unless you remove it with state=absent"
@@ -252,12 +322,7 @@ def _before(entry, state, now):
 
 def _registration(options, state, option_prefix=""):
     try:
-        return Registration.create(
-            sip_uri=options.get("sip_uri"), route_type=options.get("route_type"),
-            phone_number=options.get("phone_number"),
-            mobile_originating_prefix=options.get("mobile_originating_prefix"),
-            mobile_terminating_prefix=options.get("mobile_terminating_prefix"),
-            require_route_type=state == "present")
+        return Registration.from_options(options, state)
     except ValidationError as exc:
         if option_prefix:
             exc.option = option_prefix + exc.option
@@ -265,33 +330,115 @@ def _registration(options, state, option_prefix=""):
         raise
 
 
-def _diff(steps, ledger_path, bulk, entries, principal):
-    """Before: what the ledger holds live; after: what is declared. One registration is shown as itself; a list
-    shows only the items that change, so that a run touching 3 of 10,000 numbers shows 3. A registration taken over
-    from a previous principal also shows whose entry it is before and after."""
-    before, after = {}, {}
-    for step in steps:
-        if bulk and not step.changed:
-            continue
-        name = step.item.registration.label
-        if step.before is not None:
-            before[name] = step.before.as_dict()
-            if step.replaces:
-                before[name]["principal"] = entries[step.key].principal if step.key in entries else step.replaces[1]
-        if step.item.state == "present":
-            after[name] = step.item.registration.as_dict()
-            if step.replaces:
-                after[name]["principal"] = principal
-    if not bulk:
-        before, after = next(iter(before.values()), {}), next(iter(after.values()), {})
-    return dict(before=before, after=after, before_header="ledger %s" % ledger_path,
-                after_header="declared" if bulk else steps[0].item.registration.label)
+def _diff_entry(step, principal):
+    """(name, before, after) of a step for the diff: what the ledger holds live (or None), what is declared (or
+    None). A registration taken over from a previous principal also shows whose entry it is before and after."""
+    name = step.item.registration.label
+    before = after = None
+    if step.before is not None:
+        before = step.before.as_dict()
+        if step.replaces:
+            before["principal"] = step.before_principal or step.replaces[1]
+    if step.item.state == "present":
+        after = step.item.registration.as_dict()
+        if step.replaces:
+            after["principal"] = principal
+    return name, before, after
 
 
-def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
-    """The ``registration`` module: one registration, or a list of them (``registrations``), present or absent."""
+class Report:
+    """What a run of many registrations returns, gathered a chunk of steps at a time.
+
+    The summary counts every step. ``limit`` bounds the results and the diff's entries (None: every one);
+    ``changes_only`` leaves out the results of steps that changed nothing, so that a file of a million numbers
+    returns the few that changed or failed.
+    """
+
+    def __init__(self, principal, limit=None, changes_only=False, diff=False):
+        self.principal = principal
+        self.limit = limit
+        self.changes_only = changes_only
+        self.summary = dict((outcome, 0) for outcome in OUTCOMES)
+        self.results = []
+        self.results_omitted = 0
+        self.changed = False
+        self.applied = 0
+        self.first_failure = None
+        self.diff = dict(before={}, after={}) if diff else None
+        self.diff_shown = self.diff_omitted = 0
+
+    @property
+    def total(self):
+        return sum(self.summary.values())
+
+    def add(self, steps):
+        for step in steps:
+            self.summary[step.outcome] += 1
+            self.applied += 1 if step.call.ok else 0
+            if self.first_failure is None and step.outcome == FAILED:
+                self.first_failure = ("line %d: " % step.item.line if step.item.line else "") + str(step.call.error)
+            changed = step.changed
+            self.changed = self.changed or changed
+            if not self.changes_only or changed or step.outcome != UNCHANGED:
+                if self.limit is None or len(self.results) < self.limit:
+                    self.results.append(step.result())
+                else:
+                    self.results_omitted += 1
+            if self.diff is not None and changed:
+                if self.limit is None or self.diff_shown < self.limit:
+                    self.diff_shown += 1
+                    name, before, after = _diff_entry(step, self.principal)
+                    if before is not None:
+                        self.diff["before"][name] = before
+                    if after is not None:
+                        self.diff["after"][name] = after
+                else:
+                    self.diff_omitted += 1
+
+    def progress(self):
+        return ", ".join("%s %d" % (outcome.replace("_", " "), self.summary[outcome]) for outcome in OUTCOMES)
+
+    def result(self, result, check_mode):
+        """``result`` with changed, results, summary, diff and, when something failed, failed and msg."""
+        result.update(changed=self.changed, results=self.results, summary=self.summary)
+        if self.diff is not None:
+            header = "declared"
+            if self.diff_omitted:
+                header = "declared (the first %d changes; %d more are left out, the summary counts them all)" % (
+                    self.limit, self.diff_omitted)
+            result["diff"] = dict(self.diff, before_header="ledger %s" % result["ledger_path"], after_header=header)
+        if self.summary[FAILED]:
+            result["failed"] = True
+            result["msg"] = "%d of %d registration(s) failed%s; the %d that succeeded are recorded in the ledger. " \
+                            "First failure: %s" % (
+                                self.summary[FAILED], self.total,
+                                ", %d not sent" % self.summary[NOT_SENT] if self.summary[NOT_SENT] else "",
+                                self.applied, self.first_failure)
+        elif check_mode:
+            result["msg"] = "check mode: nothing was sent"
+        return result
+
+
+def _chunks(iterable, size):
+    chunk = []
+    for value in iterable:
+        chunk.append(value)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None):
+    """The ``registration`` module: one registration, a list of them (``registrations``) or a file of them
+    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file."""
+    source = None
     bulk = options.get("registrations") is not None
-    if bulk:
+    if options.get("registrations_file"):
+        source = RegistrationsFile(options["registrations_file"], options.get("registrations_file_format"))
+        bulk = True
+    elif bulk:
         items = []
         problems = []
         for index, spec in enumerate(options["registrations"]):
@@ -316,51 +463,68 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None):
     purge_guard.check_limits(max_purge, purge_allowance)
     takeover = Takeover.from_options(options)
     if takeover and not bulk:
-        raise ValidationError("previous_principal", "needs registrations: give the registration as a list of one")
-    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection:
-        for item in items:
-            connection.check_registration(item.registration)
-        service = RegistrationService(connection, Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH))
-        steps = service.plan(items, purge=bool(options.get("purge")), max_purge=max_purge,
-                             purge_allowance=purge_allowance, takeover=takeover)
-        if not check_mode:
-            service.apply(steps, concurrency=concurrency,
-                          fail_fast=bool(options.get("fail_fast")))
-        result = dict(changed=any(step.changed for step in steps), ledger_path=service.ledger.path)
-        if diff:
-            result["diff"] = _diff(steps, service.ledger.path, bulk, service.planned_from, connection.principal)
-        result["warnings"] = connection.warnings + service.warnings
-        if bulk:
-            return _bulk_result(result, steps, check_mode)
-        return _single_result(result, steps[0], service, check_mode)
+        raise ValidationError("previous_principal", "needs registrations or registrations_file: give the registration as a list of one")
+    plan = dict(purge=bool(options.get("purge")), max_purge=max_purge, purge_allowance=purge_allowance,
+                takeover=takeover)
+    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection, \
+            contextlib.closing(Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH)) as ledger:
+        service = RegistrationService(connection, ledger)
+        result = dict(ledger_path=service.ledger.path)
+        apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
+        if source is not None:
+            with source:
+                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log)
+        else:
+            for item in items:
+                connection.check_registration(item.registration)
+            steps = service.plan(items, **plan)
+            if not check_mode:
+                service.apply(steps, **apply)
+            if not bulk:
+                return _single_result(result, steps[0], service, check_mode, diff)
+            report = Report(connection.principal, diff=diff)
+            report.add(steps)
+        report.result(result, check_mode)
+        if source is not None:
+            result.update(results_omitted=report.results_omitted, registrations_file=source.path)
+        result["warnings"] = connection.warnings + service.warnings + [
+            warning for warning in [service.shed_warning(concurrency)] if warning]
+        return result
 
 
-def _single_result(result, step, service, check_mode):
+def _ensure_file(service, source, plan, apply, diff, log):
+    """Check the whole file, decide the purge and takeover, then plan, send and record a chunk at a time
+    (``apply`` None: check mode, nothing is sent)."""
+    demands = service.connection.check_registration
+    checked = source.check(service.key, lambda item: demands(item.registration), numbers=plan["takeover"] is not None)
+    service.prepare(checked.keys, checked.numbers or (), **plan)
+    report = Report(service.connection.principal, limit=RESULTS_LIMIT, changes_only=True, diff=diff)
+
+    def run(steps):
+        if apply is not None:
+            service.apply(steps, **apply)
+        report.add(steps)
+        if log is not None:
+            log("registrations_file %s: %d steps done (%s)" % (source.path, report.total, report.progress()))
+
+    for chunk in _chunks(source.items(lambda item: demands(item.registration)), CHUNK_SIZE):
+        run(service.steps([(item, service.key(item.registration)) for item in chunk]))
+    for steps in service.steps_after(CHUNK_SIZE):
+        run(steps)
+    return report
+
+
+def _single_result(result, step, service, check_mode, diff):
     if step.call.error is not None:
         raise step.call.error
     reg = step.item.registration
     ttl = step.call.time_to_live
-    result.update(state=step.item.state, registration=reg.as_dict(),
+    result.update(changed=step.changed, state=step.item.state, registration=reg.as_dict(),
                   time_to_live=None if ttl is None else int(round(ttl)), expires_at=step.expires_at,
                   status=None if check_mode else "STATUS_CODE_OK")
-    result["warnings"].extend(service.other_registrations(reg, step.key))
-    return result
-
-
-def _bulk_result(result, steps, check_mode):
-    results = [step.result() for step in steps]
-    summary = dict((outcome, 0) for outcome in OUTCOMES)
-    for item in results:
-        summary[item["result"]] += 1
-    result.update(results=results, summary=summary)
-    if summary[FAILED]:
-        first = next(item for item in results if item["result"] == FAILED)
-        result["failed"] = True
-        result["msg"] = "%d of %d registration(s) failed%s; the %d that succeeded are recorded in the ledger. " \
-                        "First failure: %s" % (
-                            summary[FAILED], len(results),
-                            ", %d not sent" % summary[NOT_SENT] if summary[NOT_SENT] else "",
-                            sum(1 for step in steps if step.call.ok), first["error"])
-    elif check_mode:
-        result["msg"] = "check mode: nothing was sent"
+    if diff:
+        _name, before, after = _diff_entry(step, service.connection.principal)
+        result["diff"] = dict(before=before or {}, after=after or {}, before_header="ledger %s" % service.ledger.path,
+                              after_header=reg.label)
+    result["warnings"] = service.connection.warnings + service.warnings + service.other_registrations(reg, step.key)
     return result

@@ -44,7 +44,7 @@ options:
       - Without a port, the core finds the endpoint through DNS SRV records of the domain.
       - The endpoint must present a certificate valid for HOST.
       - With O(state=absent), the registration with this URI is deleted.
-      - Required unless O(registrations) is given.
+      - Required unless O(registrations) or O(registrations_file) is given.
     type: str
   route_type:
     description:
@@ -104,10 +104,44 @@ options:
         type: str
         choices: [present, absent]
         default: present
+  registrations_file:
+    description:
+      - Many registrations from a file on the host where the module runs, one a line, for lists too long to pass
+        as O(registrations) (an operator's whole base, up to a million numbers). Mutually exclusive with
+        O(registrations) and the single-registration options.
+      - CSV (C(.csv)) starts with a header row naming its columns; JSON lines (C(.jsonl), C(.ndjson)) hold one JSON
+        object a line. O(registrations_file_format) overrides the extension. UTF-8, with or without a byte order
+        mark; LF or CRLF line ends; blank lines are skipped.
+      - The columns (keys) are the fields of an item of O(registrations) - C(phone_number), C(sip_uri),
+        C(route_type), C(mobile_originating_prefix), C(mobile_terminating_prefix), C(state) - with the same rules
+        and defaults. C(sip_uri) is required; an empty CSV cell, a missing key or V(null) leaves a field unset;
+        JSON values must be strings. Any other column or key is refused.
+      - The whole file is read and validated before any call, and nothing is sent unless every line is valid and
+        no registration appears twice. The failure names the file and the first 20 problems with their line
+        numbers (both lines for a repeated registration), and counts the rest. A missing, unreadable or empty file
+        is refused too; an empty list with O(purge) is O(registrations=[]).
+      - The file is then read again and applied 10,000 lines at a time. Each chunk is planned from the ledger's
+        entries of its registrations, sent with O(concurrency) calls in flight, and recorded in the ledger before
+        the next one starts, so the module's memory does not grow with the file and a run that is interrupted
+        has recorded everything it applied. O(purge) deletes what the ledger holds beyond the file, after the
+        file's lines, within O(max_purge) and O(purge_allowance) decided before any call.
+      - RV(results) holds only the registrations that changed, failed or were not sent, each with its
+        RV(results[].line), the first 1,000 of them (RV(results_omitted) counts the rest); RV(summary) always counts
+        every one. With C(--diff), the first 1,000 changes are shown.
+      - The file stays open during the run, so replacing it (as M(ansible.builtin.copy) does) does not affect a
+        run under way; a change made to the open file fails the run, before any further call.
+    type: path
+  registrations_file_format:
+    description:
+      - The format of O(registrations_file). V(auto) tells it from the file name's extension.
+    type: str
+    choices: [auto, csv, jsonl]
+    default: auto
   purge:
     description:
-      - With O(registrations), delete every registration the ledger holds for the same O(api_endpoint) and
-        credentials that is not in the list, so that the list is exactly what the operator holds.
+      - With O(registrations) or O(registrations_file), delete every registration the ledger holds for the same
+        O(api_endpoint) and credentials that is not in the list, so that the list is exactly what the operator
+        holds.
     type: bool
     default: false
   max_purge:
@@ -138,7 +172,7 @@ options:
         and RV(wgtwo.sipbreakout.registration_info#module:orphans) list it). This run takes over that principal's
         registrations in the ledger (for the same O(api_endpoint)) as O(previous_entries) says, so that they are
         not left for nobody to refresh.
-      - Needs O(registrations) and a O(refresh_token) of the same O(client_id). Every registration of the previous
+      - Needs O(registrations) (or O(registrations_file)) and a O(refresh_token) of the same O(client_id). Every registration of the previous
         principal must name its C(phone_number), and it must be the number this run's items (or this refresh
         token's own registrations in the ledger) name. That number is all that tells one subscriber's refresh
         tokens from another's on one ledger, so registrations of another subscription, or applied without a
@@ -163,7 +197,7 @@ options:
     default: adopt
   concurrency:
     description:
-      - With O(registrations), the most calls in flight at once, as streams of the one HTTP/2 connection.
+      - With O(registrations) or O(registrations_file), the most calls in flight at once, as streams of the one HTTP/2 connection.
       - A call that fails for a transient reason (V(UNAVAILABLE), V(DEADLINE_EXCEEDED), V(RESOURCE_EXHAUSTED)) is
         retried on its own, with backoff, within O(timeout). Each round of such answers also halves the calls
         in flight, which grow back by one per round of answered calls, so a busy API is not hammered; the task
@@ -174,7 +208,7 @@ options:
     default: 256
   fail_fast:
     description:
-      - With O(registrations), send nothing more after the first failed item. Items never sent are reported with
+      - With O(registrations) or O(registrations_file), send nothing more after the first failed item. Items never sent are reported with
         RV(results[].result=not_sent) and the task fails.
     type: bool
     default: false
@@ -234,6 +268,25 @@ EXAMPLES = r"""
         sip_uri: "sips:pbx.example.com:5061"
         route_type: fallback
     purge: true
+    client_id: "{{ vault_wgtwo_client_id }}"
+    client_secret: "{{ vault_wgtwo_client_secret }}"
+
+- name: An operator's whole base from a file on the host (CSV with a header row), exactly; check it with --check first
+  wgtwo.sipbreakout.registration:
+    # phone_number,sip_uri,route_type,mobile_originating_prefix,mobile_terminating_prefix,state
+    # +4799990000,sips:tas.example.com:5061,loop,11,22,
+    # +4799990001,sips:tas.example.com:5061,fallback,11,22,
+    registrations_file: /var/lib/wgtwo-sipbreakout/registrations.csv
+    purge: true
+    client_id: "{{ vault_wgtwo_client_id }}"
+    client_secret: "{{ vault_wgtwo_client_secret }}"
+  register: applied
+
+- name: The same as JSON lines, one object a line
+  wgtwo.sipbreakout.registration:
+    # {"phone_number": "+4799990000", "sip_uri": "sips:tas.example.com:5061", "route_type": "loop"}
+    # {"phone_number": "+4799990002", "sip_uri": "sips:tas.example.com:5061", "state": "absent"}
+    registrations_file: /var/lib/wgtwo-sipbreakout/registrations.jsonl
     client_id: "{{ vault_wgtwo_client_id }}"
     client_secret: "{{ vault_wgtwo_client_secret }}"
 
@@ -306,8 +359,11 @@ status:
   type: str
   sample: STATUS_CODE_OK
 results:
-  description: With O(registrations), one entry per item, in order, then one per purged registration.
-  returned: with O(registrations)
+  description:
+    - With O(registrations), one entry per item, in order, then one per registration taken over or purged.
+    - With O(registrations_file), only the registrations whose RV(results[].result) is not V(unchanged) (and those
+      taken over), in the same order, the first 1,000 of them; RV(results_omitted) counts the others.
+  returned: with O(registrations) or O(registrations_file)
   type: list
   elements: dict
   contains:
@@ -323,6 +379,10 @@ results:
     state:
       description: The item's state.
       type: str
+    line:
+      description: The line of O(registrations_file) the registration is on.
+      type: int
+      returned: with O(registrations_file), for the file's registrations
     result:
       description:
         - V(created), V(updated), V(unchanged) or V(deleted) once the API accepted the call; in check mode, what would
@@ -353,10 +413,20 @@ results:
       result: created
       expires_at: "2026-11-27T08:15:00Z"
 summary:
-  description: With O(registrations), how many items had each RV(results[].result).
-  returned: with O(registrations)
+  description: With O(registrations) or O(registrations_file), how many items had each RV(results[].result).
+  returned: with O(registrations) or O(registrations_file)
   type: dict
   sample: {created: 9990, updated: 0, unchanged: 0, deleted: 10, failed: 0, not_sent: 0}
+results_omitted:
+  description: How many results O(registrations_file) left out of RV(results) beyond its first 1,000.
+  returned: with O(registrations_file)
+  type: int
+  sample: 0
+registrations_file:
+  description: The file the registrations were read from, as an absolute path.
+  returned: with O(registrations_file)
+  type: str
+  sample: /var/lib/wgtwo-sipbreakout/registrations.csv
 ledger_path:
   description: The ledger that was read and updated.
   returned: always
@@ -382,6 +452,7 @@ code:
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.adoption import ADOPT, PREVIOUS_ENTRIES
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import SipBreakoutModule
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import ROUTE_TYPES, STATES
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registrations_file import FORMATS
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_PURGE, \
     DEFAULT_PURGE_ALLOWANCE, ensure_from_options
 
@@ -401,6 +472,8 @@ def main():
             single,
             state=dict(type="str", default="present", choices=list(STATES)),
             registrations=dict(type="list", elements="dict", options=item),
+            registrations_file=dict(type="path"),
+            registrations_file_format=dict(type="str", default="auto", choices=["auto"] + list(FORMATS)),
             purge=dict(type="bool", default=False),
             max_purge=dict(type="float", default=DEFAULT_MAX_PURGE),
             purge_allowance=dict(type="int", default=DEFAULT_PURGE_ALLOWANCE),
@@ -409,10 +482,11 @@ def main():
             concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
             fail_fast=dict(type="bool", default=False),
         ),
-        mutually_exclusive=[("registrations", name) for name in single],
-        required_one_of=[("registrations", "sip_uri")],
-        required_if=[("purge", True, ("registrations",))],
-        required_by=dict(previous_principal=("registrations", "refresh_token")),
+        mutually_exclusive=[("registrations", name) for name in single]
+        + [("registrations_file", name) for name in list(single) + ["registrations"]],
+        required_one_of=[("registrations", "registrations_file", "sip_uri")],
+        required_if=[("purge", True, ("registrations", "registrations_file"), True)],
+        required_by=dict(previous_principal=("refresh_token",)),
         supports_check_mode=True,
     )
     module.exit_json(**module.run(ensure_from_options))

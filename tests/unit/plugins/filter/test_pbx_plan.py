@@ -164,3 +164,83 @@ def test_only_the_keys_given_are_checked():
 def test_not_a_dictionary():
     with pytest.raises(AnsibleFilterError, match="expects a dictionary"):
         pbx_plan(["sipbreakout_sip_uri"])
+
+
+FILE_HEADER = "phone_number,sip_uri,route_type,mobile_originating_prefix,mobile_terminating_prefix,state\n"
+
+
+def _file_plan(tmp_path, lines, name="numbers.csv", **changes):
+    path = tmp_path / name
+    path.write_text(FILE_HEADER + "".join(line + "\n" for line in lines) if name.endswith(".csv")
+                    else "".join(line + "\n" for line in lines))
+    variables = dict(sipbreakout_registrations=[], sipbreakout_registrations_file=str(path))
+    variables.update(changes)
+    return str(path), pbx_plan(with_changes(**variables))
+
+
+def test_a_registrations_file_counts_its_hosts_and_prefixes_but_lists_no_numbers(tmp_path):
+    path, plan = _file_plan(tmp_path, [
+        "+4799990000,sips:pbx1.example.net:5061,loop,11,22,",
+        "+4799990001,sips:edge.example.net,fallback,11,33,",
+        "+4799990002,sips:gone.example.net,,,,absent",
+        "+4799990003,sips:edge.example.net,loop,44,22,"])
+    assert plan["problems"] == []
+    assert plan["registrations_file"] == dict(path=path, format="csv", present=3, absent=1)
+    assert plan["registrations"] == [] and plan["present_numbers"] == []
+    # The absent line's host needs no certificate; its empty prefixes are no problem.
+    assert plan["sip_uri_hosts"] == ["pbx1.example.net", "edge.example.net"]
+    assert plan["mobile_originating_prefixes"] == ["11", "44"]
+    assert plan["mobile_terminating_prefixes"] == ["22", "33"]
+
+
+def test_the_lines_of_a_registrations_file_are_checked_and_named(tmp_path):
+    path, plan = _file_plan(tmp_path, [
+        "+4799990000,sips:pbx1.example.net:5061,loop,11,22,",
+        ",sips:pbx1.example.net:5061,loop,11,22,",
+        "+4799990002,sips:pbx1.example.net:5061,loop,,22,",
+        "+4799990003,sip:pbx1.example.net,loop,11,22,",
+        "+4799990000,sips:pbx1.example.net:5061,fork,11,22,"])
+    where = "sipbreakout_registrations_file (%s) line" % path
+    assert plan["problems"] == [
+        "%s 3: phone_number: is required: the number this line registers, such as '+4799990000'" % where,
+        "%s 4: +4799990002: mobile_originating_prefix: is empty: the SIP edge tells MO from MT calls by the prefix, "
+        "and the lines of sipbreakout_registrations_file do not take sipbreakout_mobile_originating_prefix; give it "
+        "on every line" % where,
+        "%s 5: +4799990003: sip_uri: 'sip:pbx1.example.net' is not secure SIP: the operator only accepts 'sips:' "
+        "URIs (it answers 'Secure SIP domain name required'); use 'sips:pbx1.example.net'" % where,
+        "%s 6: +4799990000 -> sips:pbx1.example.net:5061 is on line 2 already; each registration may be declared "
+        "once" % where]
+    assert plan["registrations_file"] is None
+
+
+def test_a_registrations_file_prefix_that_clashes_is_named_with_its_line(tmp_path):
+    path, plan = _file_plan(tmp_path, ['{"phone_number": "+4799990000", "sip_uri": "sips:pbx1.example.net:5061", '
+                                       '"route_type": "loop", "mobile_originating_prefix": "223", '
+                                       '"mobile_terminating_prefix": "22"}'], name="numbers.jsonl")
+    assert plan["problems"] == [
+        "sipbreakout_registrations_file (%s) line 1.mobile_originating_prefix: MO prefix '223' and the MT prefix "
+        "'22' of sipbreakout_mobile_terminating_prefix start alike, so a number starting with '223' could be "
+        "either; use prefixes where neither is the start of the other" % path]
+
+
+@pytest.mark.parametrize("lines, changes, message", [
+    ([], {}, "sipbreakout_registrations_file ({path}): holds no registration; an empty file is refused (a copy cut "
+             "short must not count as no numbers)"),
+    (["+4799990000,sips:pbx1.example.net:5061,loop,11,22,"],
+     dict(sipbreakout_registrations=[{"phone_number": "+4799990001", "route_type": "loop"}]),
+     "sipbreakout_registrations_file: cannot be combined with sipbreakout_registrations; give the host's numbers "
+     "in one of them"),
+])
+def test_a_registrations_file_that_cannot_be_used(tmp_path, lines, changes, message):
+    path, plan = _file_plan(tmp_path, lines, **changes)
+    assert plan["problems"] == [message.format(path=path)]
+
+
+def test_a_registrations_file_that_cannot_be_read(tmp_path):
+    missing = str(tmp_path / "missing.csv")
+    assert pbx_plan({"sipbreakout_registrations_file": missing})["problems"] == [
+        "sipbreakout_registrations_file: %s does not exist on this host" % missing]
+    many = [",sips:pbx1.example.net,loop,11,22,"] * 25
+    path, plan = _file_plan(tmp_path, many)
+    assert len(plan["problems"]) == 21
+    assert plan["problems"][-1] == "sipbreakout_registrations_file (%s): 5 more problem(s) after these" % path
