@@ -2,8 +2,9 @@
 # Build the Debian 12 (bookworm) image the molecule scenarios run, from the Debian mirror this machine already uses:
 # no image registry is reachable here. Idempotent: does nothing when the image exists (pass --force to rebuild).
 #
-# --systemd builds SIPBREAKOUT_SYSTEMD_TEST_IMAGE instead: the same with systemd, systemd-sysv and dbus, whose
-# command is /sbin/init (for scenarios whose PID 1 must be systemd).
+# --systemd builds SIPBREAKOUT_SYSTEMD_TEST_IMAGE instead: the base image (built first if missing) with systemd,
+# systemd-sysv and dbus installed in a container and committed, whose command is /sbin/init (for scenarios whose
+# PID 1 must be systemd). A layer on the base image instead of a second debootstrap: about a third of the time.
 #
 # Environment: SIPBREAKOUT_TEST_IMAGE, SIPBREAKOUT_SYSTEMD_TEST_IMAGE (image names), DEBIAN_MIRROR /
 # DEBIAN_SECURITY_MIRROR (default: read from /etc/apt/sources.list.d/*.sources and /etc/apt/sources.list),
@@ -13,16 +14,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 force=no
+systemd=no
 image="$SIPBREAKOUT_TEST_IMAGE"
 packages=python3,python3-apt,ca-certificates,sudo
-command='["sleep", "infinity"]'
 for arg in "$@"; do
     case $arg in
         --force) force=yes ;;
         --systemd)
+            systemd=yes
             image="$SIPBREAKOUT_SYSTEMD_TEST_IMAGE"
-            packages="$packages,systemd,systemd-sysv,dbus"
-            command='["/sbin/init"]'
             ;;
         *) die "usage: $0 [--force] [--systemd]" ;;
     esac
@@ -34,6 +34,30 @@ command -v debootstrap >/dev/null || die "debootstrap is missing: run hack/molec
 
 if [ "$force" = no ] && podman image exists "$image"; then
     log "image $image exists; nothing to do (--force rebuilds it)"
+    exit 0
+fi
+
+# The image this build replaces (--force); removed once the new one is tagged, unless a container still uses it.
+old_image="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
+drop_old_image() {
+    if [ -n "$old_image" ]; then
+        podman image rm "$old_image" > /dev/null 2>&1 || true
+    fi
+}
+
+if [ "$systemd" = yes ]; then
+    "$0"
+    container="sipbreakout-image-build-$$"
+    trap 'podman rm --force "$container" > /dev/null 2>&1 || true' EXIT
+    log "installing systemd into a container of $SIPBREAKOUT_TEST_IMAGE"
+    podman run --name "$container" --network host "$SIPBREAKOUT_TEST_IMAGE" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+        sh -ec 'apt-get update -qq; apt-get install -y -qq --no-install-recommends systemd systemd-sysv dbus; apt-get clean' \
+        > /dev/null || die "installing systemd in the container failed"
+    log "committing $image"
+    podman commit --quiet --change 'CMD ["/sbin/init"]' \
+        "$container" "$image" > /dev/null
+    drop_old_image
+    log "built $image"
     exit 0
 fi
 
@@ -81,13 +105,9 @@ chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -ec '
 ' > "$workdir/upgrade.log" 2>&1 || { tail -n 30 "$workdir/upgrade.log" >&2; die "upgrade in the chroot failed"; }
 umount "$rootfs/proc"
 
-old_image="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
 log "importing $image"
 tar -C "$rootfs" --numeric-owner -c . |
-    podman import --quiet --change "CMD $command" --message "Debian 12 from $mirror for molecule" \
+    podman import --quiet --change 'CMD ["sleep", "infinity"]' --message "Debian 12 from $mirror for molecule" \
         - "$image" > /dev/null
-if [ -n "$old_image" ]; then
-    # The image this one replaces (--force), unless a container still uses it.
-    podman image rm "$old_image" > /dev/null 2>&1 || true
-fi
+drop_old_image
 log "built $image"

@@ -41,8 +41,8 @@ _REGISTRATION_FIELDS = ("phone_number", "sip_uri", "route_type", "mobile_origina
 COLUMNS = ("key", "endpoint", "principal") + _REGISTRATION_FIELDS + (
     "upserted_at", "time_to_live", "expires_at", "last_error", "last_attempt_at", "delete_pending")
 _SELECT = "SELECT %s FROM registrations" % ", ".join(COLUMNS)
-INSERT_ROW = "INSERT OR REPLACE INTO registrations (%s) VALUES (%s)" % (", ".join(COLUMNS),
-                                                                     ", ".join(["?"] * len(COLUMNS)))
+INSERT_ROW = "INSERT OR REPLACE INTO registrations (%s) VALUES (%s)" % (
+    ", ".join(COLUMNS), ", ".join(["?"] * len(COLUMNS)))
 # Entries in key order are read in pages of this many rows, each its own statement: no read stays open across a
 # caller's writes, and memory does not grow with the ledger.
 PAGE_ROWS = 1000

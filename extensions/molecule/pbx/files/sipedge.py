@@ -6,7 +6,9 @@ Each command plays the peers of one exchange and prints what they saw as JSON on
 it. Nothing here decides whether the edge is right.
 
   core-call        the core (a TLS client, Python ssl) sends an INVITE to the edge; optionally a SIPp UAS plays
-                   the backend PBX and answers it, and the core acknowledges and hangs up through the edge.
+                   the backend PBX and answers it, and the core acknowledges and hangs up through the edge. With
+                   --hold-until FILE the call stays up, on the same TLS connection, until FILE exists (the test
+                   changes the edge meanwhile); --answered FILE is written once the INVITE has its final response.
   tls-certificate  the certificate the edge's TLS listener presents.
   backend-call     a SIPp UAC plays the backend PBX and sends an INVITE to the edge; a TLS server (Python ssl)
                    plays the core at sipbreakout_core_uri, answers it and takes the ACK and BYE.
@@ -148,8 +150,10 @@ def branch():
 
 
 def sipp_command(args, scenario, extra):
+    # A held call keeps SIPp waiting for the BYE as long as the call is held.
+    timeout = TIMEOUT * 2 + (getattr(args, "hold_timeout", 0) if getattr(args, "hold_until", None) else 0)
     return [args.sipp, "-sf", scenario, "-t", "u1", "-m", "1", "-nostdin", "-aa",
-            "-timeout", str(int(TIMEOUT * 2)), "-timeout_error",
+            "-timeout", str(int(timeout)), "-timeout_error",
             "-trace_msg", "-message_file", os.path.join(args.workdir, os.path.basename(scenario) + ".messages.log"),
             "-trace_err", "-error_file", os.path.join(args.workdir, os.path.basename(scenario) + ".errors.log"),
             ] + extra
@@ -296,6 +300,12 @@ def core_call(args):
                 ("Via", "SIP/2.0/TLS %s:%d;branch=%s;rport" % (local_host, local_port, branch())),
                 ("CSeq", "1 ACK")] + dialog))
             result["ack_sent"] = True
+            mark(args.answered)
+            if args.hold_until:
+                result["held_seconds"] = hold(args.hold_until, args.hold_timeout)
+                if result["held_seconds"] is None:
+                    result["error"] = "%s did not appear within %d s; hung up anyway" % (
+                        args.hold_until, args.hold_timeout)
             connection.sendall(build("BYE %s SIP/2.0" % target, [
                 ("Via", "SIP/2.0/TLS %s:%d;branch=%s;rport" % (local_host, local_port, branch())),
                 ("CSeq", "2 BYE")] + dialog))
@@ -310,6 +320,8 @@ def core_call(args):
         connection.close()
     except (OSError, ssl.SSLError) as exc:
         result["error"] = "%s: %s" % (type(exc).__name__, exc)
+    # Whatever happened: whoever waits for the answer must not wait in vain.
+    mark(args.answered)
     if backend is not None:
         if result["final"] is None or not result["final"]["first_line"].startswith("SIP/2.0 2"):
             # No call reached the backend (as expected for a rejection): stop it.
@@ -320,6 +332,22 @@ def core_call(args):
                     if direction == "received" and message.method]
         result["backend"] = dict(sipp_rc=rc, requests=received)
     return result
+
+
+def mark(path):
+    if path and not os.path.exists(path):
+        with open(path, "w", encoding="utf-8"):
+            pass
+
+
+def hold(path, timeout):
+    """Wait until ``path`` exists; the seconds waited, or None after ``timeout`` seconds."""
+    started = time.time()
+    while time.time() - started < timeout:
+        if os.path.exists(path):
+            return round(time.time() - started, 1)
+        time.sleep(0.1)
+    return None
 
 
 def parse_message_dict(data):
@@ -444,6 +472,9 @@ def main(argv=None):
     core.add_argument("--session-id", default=secrets.token_hex(16) + ";remote=" + "0" * 32)
     core.add_argument("--direction-header", default="X-Sipbreakout-Direction")
     core.add_argument("--backend-port", type=int, help="run a SIPp UAS as the backend on this UDP port")
+    core.add_argument("--answered", help="file to create once the INVITE has its final response")
+    core.add_argument("--hold-until", help="after the ACK, send the BYE only once this file exists")
+    core.add_argument("--hold-timeout", type=int, default=300, help="seconds to wait for --hold-until")
 
     certificate = commands.add_parser("tls-certificate")
     tls_options(certificate)
