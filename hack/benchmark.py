@@ -408,8 +408,8 @@ class Bench:
         program = "import sys; from %s import main; sys.exit(main())" % KEEPALIVE
         result = self.measure([self.python, "-c", program, "--config", config, "--once", "--force", "-q"], work)
         if result.returncode != 0:
-            raise BenchmarkError("keepalive pass of %d: exit %d: %s" % (count, result.returncode,
-                                                                         result.stderr[-2000:]))
+            raise BenchmarkError("keepalive pass of %d: exit %d: %s" % (
+                count, result.returncode, result.stderr[-2000:]))
         self.check_emulator("keepalive pass of %d" % count, count, upserted_once_more(before), upserts, count)
         return result
 
