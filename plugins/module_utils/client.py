@@ -35,7 +35,8 @@ _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?$")
 
 # Calls in flight at once by default, as streams of one HTTP/2 connection: with 30 ms of round trip this keeps a
-# 2-core host at about 2,000 calls a second (docs/benchmark.md). run() halves it while the API pushes back.
+# 2-core host, shared with the emulator, at about 2,700 calls a second (docs/benchmark.md). run() halves it while
+# the API pushes back.
 DEFAULT_CONCURRENCY = 256
 UPSERT, DELETE = "upsert", "delete"
 
