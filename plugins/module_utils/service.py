@@ -185,16 +185,24 @@ class RegistrationService:
         doomed.sort()
         return doomed
 
+    def _held(self, keys):
+        """``[(entry, previous)]`` for ``keys``, in order: what the ledger holds for each key, or else the entry of a
+        previous principal it takes over (None when neither), and that ``(key, entry)`` taken over, or None. One
+        lookup for the keys and the taken-over keys together."""
+        wanted = list(keys) + [self.taken[key][0] for key in keys if key in self.taken]
+        entries = self.ledger.get(wanted)
+        held = []
+        for key in keys:
+            previous = self.taken.get(key)
+            held.append((entries.get(key) or (previous[1] if previous else None), previous))
+        return held
+
     def steps(self, keyed):
         """Steps of ``(item, key)`` pairs, planned from the ledger's entries of those keys."""
-        wanted = [key for _item, key in keyed]
-        wanted.extend(self.taken[key][0] for _item, key in keyed if key in self.taken)
-        entries = self.ledger.get(wanted)
+        held = self._held([key for _item, key in keyed])
         now = self.clock()
         steps = []
-        for item, key in keyed:
-            previous = self.taken.get(key)
-            before = entries.get(key) or (previous[1] if previous else None)
+        for (item, key), (before, previous) in zip(keyed, held):
             steps.append(Step(item, key, _before(before, item.state, now), replaces=_replaces(previous),
                               before_principal=before.principal if before is not None else None))
         return steps
@@ -205,13 +213,10 @@ class RegistrationService:
             yield self._after
         for start in range(0, len(self._doomed), size):
             keys = self._doomed[start:start + size]
-            wanted = keys + [self.taken[key][0] for key in keys if key in self.taken]
-            entries = self.ledger.get(wanted)
+            held = self._held(keys)
             now = self.clock()
             steps = []
-            for key in keys:
-                previous = self.taken.get(key)
-                entry = entries.get(key) or (previous[1] if previous else None)
+            for key, (entry, previous) in zip(keys, held):
                 if entry is None:
                     continue  # gone since prepare() (another run deleted it): nothing left to purge
                 steps.append(Step(Item(entry.registration, "absent"), key, _before(entry, "absent", now), purge=True,
@@ -463,7 +468,8 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
     purge_guard.check_limits(max_purge, purge_allowance)
     takeover = Takeover.from_options(options)
     if takeover and not bulk:
-        raise ValidationError("previous_principal", "needs registrations or registrations_file: give the registration as a list of one")
+        raise ValidationError("previous_principal", "needs registrations or registrations_file: give the "
+                                                    "registration as a list of one")
     plan = dict(purge=bool(options.get("purge")), max_purge=max_purge, purge_allowance=purge_allowance,
                 takeover=takeover)
     with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection, \
