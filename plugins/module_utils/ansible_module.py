@@ -12,7 +12,6 @@ from ansible.module_utils.common.parameters import AnsibleFallbackNotFound
 from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR
 from .client import DEFAULT_ENDPOINT, GRPC_IMPORT_ERROR, HAS_GRPC
 from .errors import SipBreakoutError, ValidationError
-from .ledger import DEFAULT_LEDGER_PATH
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 
@@ -49,7 +48,19 @@ DEBIAN_PACKAGES = {"grpcio": "python3-grpcio", "protobuf": "python3-protobuf",
 
 # Documented in plugins/doc_fragments/ledger.py.
 LEDGER_ARGSPEC = dict(
-    ledger_path=dict(type="path", default=DEFAULT_LEDGER_PATH),
+    ledger_path=dict(type="path"),
+    ledger_store=dict(type="str", choices=["sqlite", "postgresql"], default="sqlite",
+                      fallback=(env_fallback, ["WGTWO_LEDGER_STORE"])),
+    ledger_scope=dict(type="str", default="default", fallback=(env_fallback, ["WGTWO_LEDGER_SCOPE"])),
+    ledger_conninfo=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_LEDGER_CONNINFO"])),
+    login_host=dict(type="str"),
+    login_port=dict(type="int"),
+    login_user=dict(type="str"),
+    login_password=dict(type="str", no_log=True),
+    login_db=dict(type="str"),
+    ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    ca_cert=dict(type="path"),
+    lock_timeout=dict(type="float", default=60.0),
 )
 
 

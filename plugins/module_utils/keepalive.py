@@ -14,7 +14,7 @@ Config file (JSON object; every key optional; root-only when it holds a secret):
       "api_endpoint": "api.wgtwo.com:443",        # and client_id, client_secret, access_token,
       "client_id": "...", "client_secret": "...",  # refresh_token, token_url, ca_path, token_cache_path,
       "token_cache_path": "/var/lib/wgtwo-sipbreakout/tokens.json",   # timeout, retries: as the modules
-      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.json",
+      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.sqlite",
       "health_path": "/var/lib/wgtwo-sipbreakout/health.json",
       "metrics_path": "/var/lib/prometheus/node-exporter/wgtwo_sipbreakout.prom",
       "refresh_fraction": 0.3333,   # refresh once this fraction of the TTL is left
@@ -58,8 +58,11 @@ from .connection import OPTIONS, Connection
 from .errors import LedgerError, SipBreakoutError, ValidationError
 from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, HealthFile, empty_summary, \
     hostname, render_metrics, summarize, write_textfile
-from .ledger import Ledger, isoformat
+from .ledger import open_ledger
+from .ledger_entry import isoformat
+from .ledger_store import Lease, owner_name
 from .retry import Deadline
+from .statefile import locked
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 PROG = "wgtwo-sipbreakout-keepalive"
@@ -73,11 +76,21 @@ EXIT_CONFIG = 2
 # Types of the shared connection options in the config file (their names are connection.OPTIONS; the modules'
 # argument spec is the reference, and a unit test keeps the two in step).
 CONNECTION_TYPES = {"ca_path": "path", "token_cache_path": "path", "timeout": "float", "retries": "int"}
-SECRET_OPTIONS = ("client_secret", "access_token", "refresh_token")
+SECRET_OPTIONS = ("client_secret", "access_token", "refresh_token", "ledger_conninfo", "login_password")
 
 # The keepalive's own settings: name -> (type, default).
 SETTINGS = {
-    "ledger_path": ("path", DEFAULT_STATE_DIR + "/ledger.json"),
+    "ledger_store": ("str", "sqlite"),
+    "ledger_path": ("path", None),
+    "ledger_scope": ("str", "default"),
+    "ledger_conninfo": ("str", None),
+    "login_host": ("str", None),
+    "login_port": ("int", None),
+    "login_user": ("str", None),
+    "login_password": ("str", None),
+    "login_db": ("str", None),
+    "ssl_mode": ("str", None),
+    "ca_cert": ("path", None),
     "health_path": ("path", DEFAULT_HEALTH_PATH),
     "metrics_path": ("path", None),
     "metrics_per_registration": ("bool", True),
@@ -93,6 +106,8 @@ SETTINGS = {
 # Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
 CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
 
+# Held by a pass from start to end, beside the health file (the role's removal waits for it).
+PASS_LOCK_SUFFIX = ".pass.lock"
 # Never refresh one registration more often than this, whatever TTL the API returns.
 MIN_REFRESH_SECONDS = 1.0
 MIN_SLEEP = 0.05
@@ -215,8 +230,17 @@ class Keepalive:
         self.connection = connection
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.ledger = Ledger(settings.ledger_path, lock_timeout=settings.lock_timeout, clock=clock)
+        self.ledger = open_ledger(settings.values, clock=clock)
         self.health = HealthFile(settings.health_path)
+        # Who this worker is in the ledger's claims; a batch's claims last long enough for its calls to end.
+        self.owner = owner_name("keepalive")
+        self.lease = Lease(self.ledger, self.owner, connection.timeout, clock)
+
+    def passing(self):
+        """``with keepalive.passing():`` around a pass: one pass of this keepalive at a time on this host (a manual
+        ``--once`` waits for the timer's), and the role's removal waits for it. Module runs never take it: they
+        wait only for the entries a batch claims."""
+        return locked(self.health.path + PASS_LOCK_SUFFIX, self.settings.lock_timeout, stop=self.stop)
 
     # ------------------------------------------------------------------------------------------ scheduling
 
@@ -242,7 +266,8 @@ class Keepalive:
         """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run.
 
         ``key``, when known, saves computing the entry's key."""
-        due = self.refresh_at(entry, key) - lookahead
+        # An unconfirmed entry (a run decided it and was killed, or lost the answer) is sent as soon as it can be.
+        due = 0.0 if entry.unconfirmed else self.refresh_at(entry, key) - lookahead
         failing = entry.last_error and entry.last_attempt_at is not None
         if failing and entry.last_attempt_at >= (entry.upserted_at or 0.0):
             due = max(due, entry.last_attempt_at + self.retry_delay(entry, key))
@@ -266,10 +291,13 @@ class Keepalive:
         return self._report(run, lookahead)
 
     def _refresh_due(self, started, force, lookahead, run):
-        """Send and record what is due, ``batch_size`` at a time, most urgent first.
+        """Claim, send and record what is due, ``batch_size`` at a time, most urgent first.
 
-        The caller holds the ledger's apply lock exclusively, so no module run sends or records anything between
-        the read that chose a batch and the update that records what this pass did with it.
+        Each batch is claimed in one short transaction (entries nobody else holds: another worker's batch, or a
+        run that is changing them), sent, then recorded and released: no lock is held during the calls, several
+        workers split the work, and a module run waits at most for one batch. A batch starts no call later than
+        its claim allows for that call to end (``batch_seconds``); what it did not send is left for the next
+        pass, and a worker killed mid-batch loses its claims within ``Lease.seconds``.
         """
         endpoint, principal = self.connection.endpoint, self.connection.principal
         # The database cannot compute the jitter: it selects every entry whose earliest possible refresh point is
@@ -281,13 +309,14 @@ class Keepalive:
         lowest = self.settings.concurrency
         position = None
         while not self.stop.is_set():
-            candidates, position = self.ledger.expiring(
-                endpoint, principal, self.settings.batch_size, before=None if force else started + lookahead,
-                lead=lead, default_ttl=DOCUMENTED_TTL, longest_ttl=longest, untried_since=started, after=position)
-            if not candidates:
-                break
-            due = [(key, entry) for key, entry in candidates
-                   if force or self.next_attempt_at(entry, lookahead, key) <= started]
+            previous = position
+            due, position = self.ledger.claim_due(
+                endpoint, principal, self.settings.batch_size, self.owner, self.lease.until(),
+                lambda key, entry: force or self.next_attempt_at(entry, lookahead, key) <= started,
+                before=None if force else started + lookahead, lead=lead, default_ttl=DOCUMENTED_TTL,
+                longest_ttl=longest, untried_since=started, after=position)
+            if position == previous:
+                break  # nothing more to look at
             if not due:
                 continue
             run["due"] += len(due)
@@ -306,20 +335,22 @@ class Keepalive:
             LOG.warning("%s", warning)
 
     def _refresh_batch(self, due, blocker, run):
-        """Upsert every entry of ``due`` on the one channel, ``concurrency`` in flight, and record them together;
-        returns the fewest calls that were allowed in flight."""
+        """Upsert every entry of ``due`` (claimed) on the one channel, ``concurrency`` in flight, and record them
+        together; returns the fewest calls that were allowed in flight."""
 
         def on_done(call):
             if call.api_down and not blocker:
                 blocker.append(call.error)
 
+        # Calls start only while one can still end within the claim.
+        last_start = self.clock() + self.lease.seconds - self.lease.call_seconds - 1.0
         calls = [Call(entry.registration) for _key, entry in due]
         lowest = self.settings.concurrency
         try:
             if not blocker:
-                lowest = self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
-                                                    stop=lambda: bool(blocker) or self.stop.is_set(),
-                                                    clock=self.clock)
+                lowest = self.connection.client.run(
+                    calls, concurrency=self.settings.concurrency, on_done=on_done, clock=self.clock,
+                    stop=lambda: bool(blocker) or self.stop.is_set() or self.clock() > last_start)
         finally:
             # Also when something unexpected interrupts the calls: what was refreshed is recorded.
             with self.ledger.update([key for key, _entry in due]) as current:
@@ -328,17 +359,20 @@ class Keepalive:
         return lowest
 
     def _record(self, entry, sent, call, blocker, run):
-        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""
-        if entry is None or not self.owns(entry) or entry.registration != sent.registration:
-            # Only a hand edit can do this while the apply lock is held; what is in the ledger now stays.
+        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``, and release it."""
+        if (entry is None or not self.owns(entry) or entry.registration != sent.registration or entry.delete_pending
+                or entry.claimed_by != self.owner):
+            # This worker's claim ran out and a run or another worker decided on it since: theirs stands.
             LOG.info("%s changed in the ledger during the pass; not recorded", sent.registration.label)
             run["skipped"] += 1
             return
+        entry.release()
         label = entry.registration.label
         if call.ok:
             left = entry.expires_at - call.sent_at if entry.expires_at is not None else None
             entry.upserted_at = call.sent_at
             entry.time_to_live = call.time_to_live
+            entry.unconfirmed = False
             entry.last_error = None
             entry.last_attempt_at = call.sent_at
             run["refreshed"] += 1
@@ -393,7 +427,7 @@ class Keepalive:
         if count > len(first):
             warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for the "
                             "same reasons; registration_info lists them (orphans)" % (count - len(first),
-                                                                                      self.ledger.path))
+                                                                                      self.ledger.describe()))
         if lookahead > 0:
             # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
             # between two passes is lost in between.
@@ -429,7 +463,7 @@ class Keepalive:
             updated_at=isoformat(finished),
             updated_at_epoch=finished,
             keepalive=dict(api_endpoint=self.connection.endpoint, principal=self.connection.principal,
-                           ledger_path=self.ledger.path, refresh_fraction=self.settings.refresh_fraction,
+                           ledger_path=self.ledger.location, ledger_scope=self.ledger.scope, refresh_fraction=self.settings.refresh_fraction,
                            schedule_interval=lookahead or None, pid=os.getpid()),
             last_run=run,
             last_success_at=isoformat(last_success),
@@ -483,7 +517,11 @@ class Keepalive:
                     endpoint, principal, self.settings.batch_size, before=soonest, lead=lead,
                     default_ttl=DOCUMENTED_TTL, longest_ttl=longest, after=position)
                 for key, entry in candidates:
-                    soonest = min(soonest, self.next_attempt_at(entry, key=key))
+                    due = self.next_attempt_at(entry, key=key)
+                    if entry.claimed(now):
+                        # Another worker or a run is on it: it is due again, if at all, once that claim is over.
+                        due = max(due, entry.claimed_until)
+                    soonest = min(soonest, due)
                 if not candidates:
                     break
         except LedgerError:
@@ -493,11 +531,10 @@ class Keepalive:
     def loop(self):
         """Pass, sleep until the next one is due, repeat until ``stop`` is set (SIGTERM)."""
         LOG.info("keepalive started for %s as %s, ledger %s", self.connection.endpoint, self.connection.principal,
-                 self.ledger.path)
+                 self.ledger.describe())
         while not self.stop.is_set():
             try:
-                # Held only during a pass, so module runs and a manual --once run can go in between.
-                with self.ledger.applying(exclusive=True, stop=self.stop):
+                with self.passing():
                     self.run_pass(mode="loop")
             except LedgerError as exc:
                 LOG.error("%s", exc)
@@ -594,8 +631,7 @@ def main(argv=None):
             keepalive.loop()
             return EXIT_OK
         try:
-            # Exclusive: no other pass, and no module run between its API calls and their ledger update.
-            with keepalive.ledger.applying(exclusive=True, stop=stop):
+            with keepalive.passing():
                 run = keepalive.run_pass(force=args.force, lookahead=settings.schedule_interval)
         except LedgerError as exc:
             LOG.error("%s", exc)

@@ -17,7 +17,7 @@ from sipbreakout_emulator.testing import running_emulator
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import service
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 
 from keepalive_support import CLIENT_ID, CLIENT_SECRET, SIP_URI, Workdir, module_options
@@ -63,13 +63,13 @@ def _held(emu):
 
 
 def _ledger_numbers(work):
-    return sorted(entry.registration.phone_number for entry in Ledger(work.ledger).read().values())
+    return sorted(entry.registration.phone_number for entry in SqliteLedger(work.ledger).read().values())
 
 
 def _observed(emu, work):
     """The emulator's counters and registrations, and every row of the ledger with all its columns."""
     calls = emu.calls(limit=0)
-    rows = sorted(entry.row(key) for key, entry in Ledger(work.ledger).read().items())
+    rows = sorted(entry.row(key) for key, entry in SqliteLedger(work.ledger).read().items())
     return calls["total"], calls["token_requests"], _held(emu), rows
 
 
@@ -258,7 +258,7 @@ def test_a_refresh_token_takes_over_the_previous_ones_registrations_from_a_file(
         handle.write("".join("%s,%s,loop,\n" % (number, uri) for uri in uris))
     user = dict(module_options(emu, work, registrations_file=path), refresh_token=first["refresh_token"])
     ensure_from_options(user)
-    old = set(entry.principal for entry in Ledger(work.ledger).read().values())
+    old = set(entry.principal for entry in SqliteLedger(work.ledger).read().values())
     assert len(old) == 1
 
     second = emu.user_token(number, client_id=CLIENT_ID)
@@ -269,7 +269,7 @@ def test_a_refresh_token_takes_over_the_previous_ones_registrations_from_a_file(
                                       previous_principal=old.pop()))
     assert result["changed"] and result["summary"]["failed"] == 0
     assert [(item["sip_uri"], item.get("line")) for item in result["results"]] == [(uris[0], 2), (uris[1], None)]
-    entries = Ledger(work.ledger).read().values()
+    entries = SqliteLedger(work.ledger).read().values()
     assert sorted(entry.registration.sip_uri for entry in entries) == uris
     assert len(set(entry.principal for entry in entries)) == 1
     assert sorted(reg["sip_uri"] for reg in emu.registrations()) == uris

@@ -12,10 +12,11 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger as ledger_module
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger_store as ledger_module
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import LedgerError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 
 
@@ -25,7 +26,7 @@ def _entry(number, ttl=3600, upserted_at=1000.0):
 
 
 def test_write_read_and_modes(tmp_path):
-    ledger = Ledger(str(tmp_path / "state" / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "state" / "ledger.json"))
     entry = _entry("+4799990000")
     with ledger.update() as entries:
         entries[entry.key] = entry
@@ -43,7 +44,7 @@ def test_write_read_and_modes(tmp_path):
 
 
 def test_failed_block_writes_nothing(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "ledger.json"))
     first = _entry("+4799990000")
     with ledger.update() as entries:
         entries[first.key] = first
@@ -64,7 +65,7 @@ def _foreign_database(path):
 
 def _filled(path, numbers):
     """A ledger with an entry for each of ``numbers``, and the entries."""
-    ledger = Ledger(path)
+    ledger = SqliteLedger(path)
     entries = [_entry(number) for number in numbers]
     with ledger.update() as current:
         for entry in entries:
@@ -107,7 +108,7 @@ def _garbage_after_the_magic(path):
      "holds an entry this collection cannot read"),
     (_garbage_after_the_magic, "is corrupt"),
     (_foreign_database, "is an SQLite database but not a wgtwo.sipbreakout ledger"),
-    (_future_ledger, "has ledger format 99; this collection reads format 2"),
+    (_future_ledger, "has ledger format 99; this collection reads format 3"),
     (_truncated_ledger, "is corrupt (database disk image is malformed)"),
 ])
 def test_a_corrupt_or_foreign_ledger_is_reported_and_kept(tmp_path, make, words):
@@ -117,7 +118,7 @@ def test_a_corrupt_or_foreign_ledger_is_reported_and_kept(tmp_path, make, words)
         content = handle.read()
     for use in (lambda ledger: ledger.read(), lambda ledger: list(ledger.find()),
                 lambda ledger: ledger.update().__enter__()):  # pylint: disable=unnecessary-dunder-call
-        ledger = Ledger(path, lock_timeout=1.0)
+        ledger = SqliteLedger(path, lock_timeout=1.0)
         with pytest.raises(LedgerError) as caught:
             use(ledger)
         ledger.close()
@@ -139,7 +140,7 @@ def _rows(path):
 
 
 def _add_many(path, start, count):
-    ledger = Ledger(path)
+    ledger = SqliteLedger(path)
     for number in range(start, start + count):
         entry = _entry("+47999%05d" % number)
         with ledger.update() as entries:
@@ -154,7 +155,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    numbers = sorted(e.registration.phone_number for e in Ledger(path).read().values())
+    numbers = sorted(e.registration.phone_number for e in SqliteLedger(path).read().values())
     assert numbers == ["+47999%05d" % n for n in range(160)]
     leftovers = [name for name in os.listdir(str(tmp_path)) if name.startswith(".ledger.json.")]
     assert leftovers == []
@@ -162,7 +163,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 def test_lock_timeout_names_the_ledger(tmp_path):
     path = str(tmp_path / "ledger.json")
-    ledger = Ledger(path, lock_timeout=0.2)
+    ledger = SqliteLedger(path, lock_timeout=0.2)
     with ledger.update():
         pass
     other = sqlite3.connect(path, isolation_level=None)
@@ -228,7 +229,7 @@ def test_get_looks_up_more_keys_than_one_query_takes(tmp_path):
 
 def test_find_pages_through_the_ledger_and_filters(tmp_path, monkeypatch):
     monkeypatch.setattr(ledger_module, "PAGE_ROWS", 7)
-    ledger = Ledger(str(tmp_path / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "ledger.json"))
     with ledger.update() as current:
         for number in range(40):
             entry = _entry("+479999%04d" % (number % 20))
@@ -250,7 +251,7 @@ def test_find_pages_through_the_ledger_and_filters(tmp_path, monkeypatch):
 
 
 def test_a_missing_ledger_reads_as_empty_and_is_not_created(tmp_path):
-    ledger = Ledger(str(tmp_path / "state" / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "state" / "ledger.json"))
     assert ledger.read() == {} and ledger.get(["x"]) == {} and list(ledger.find()) == []
     assert ledger.count() == 0 and ledger.failing(10) == (0, [])
     assert ledger.states(0.0, 1 / 3.0) == (0, {"live": 0, "expiring": 0, "lapsed": 0, "error": 0}, None)
@@ -258,7 +259,7 @@ def test_a_missing_ledger_reads_as_empty_and_is_not_created(tmp_path):
 
 
 def test_expiring_pages_in_expiry_order_from_a_position(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "ledger.json"))
     with ledger.update() as current:
         for number, upserted_at in enumerate([500.0, 100.0, 300.0, 100.0, 900.0, None, 200.0]):
             entry = _entry("+479999%04d" % number, upserted_at=upserted_at)
