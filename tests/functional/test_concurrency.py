@@ -5,7 +5,6 @@
 in flight on one channel, never more than their ``concurrency``; a server that sheds load gets fewer until it
 copes; an API that stays down ends the run instead of every item waiting out its timeout."""
 
-import os
 
 from sipbreakout_emulator.testing import running_emulator
 
