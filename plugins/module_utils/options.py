@@ -5,15 +5,15 @@
 
 ``SHARED_OPTIONS`` is the one table of them. Everything else derives from it: the modules' argument spec
 (``ansible_module.CONNECTION_ARGSPEC`` and ``LEDGER_ARGSPEC``, environment fallbacks included), their documentation
-(the doc fragments ``wgtwo.sipbreakout.connection`` and ``wgtwo.sipbreakout.ledger`` render ``doc_fragment()``),
-``connection.OPTIONS``, the keys, types and defaults of the keepalive's config file, and the list of secrets that no
-output may show. What cannot read Python (the keepalive role's argument spec, the pbx role's task, the AWX credential
-type, docs/keepalive.md) is held to this table by tests/functional/test_option_table.py.
+(the doc fragments ``wgtwo.sipbreakout.connection`` and ``wgtwo.sipbreakout.ledger``, which hack/doc_fragments.py
+writes from this table: ``make docs``; ``make docs-check`` fails when they are stale), ``connection.OPTIONS``, the
+keys, types and defaults of the keepalive's config file, and the list of secrets that no output may show. What cannot
+read Python (the keepalive role's argument spec and config template, the pbx role's task, the AWX credential type,
+docs/keepalive.md) is held to this table by tests (tests/functional/test_option_table.py,
+tests/awx/test_credential_type.py).
 
 Plain Python without Ansible: the keepalive program reads it on hosts that have no Ansible.
 """
-
-import json
 
 CONNECTION = "connection"
 LEDGER = "ledger"
@@ -28,7 +28,7 @@ class Option:
     back to, the first non-empty one winning; ``secret`` means never shown (``no_log``); ``credential`` means a
     credential carries it: the AWX credential type injects it, and the playbooks and the pbx role pass it on from
     ``sipbreakout_<name>``; ``description`` the documentation's lines in Ansible markup, without the line about the
-    environment variable, which ``documentation()`` adds.
+    environment variable, which the doc fragment adds.
     """
 
     __slots__ = ("name", "group", "type", "default", "choices", "env", "secret", "credential", "description")
@@ -44,22 +44,6 @@ class Option:
         self.secret = secret
         self.credential = credential
         self.description = tuple(description)
-
-    def documentation(self):
-        """This option as ansible-doc reads it under ``options``."""
-        lines = list(self.description)
-        if len(self.env) == 1:
-            lines.append("If not set, the environment variable E(%s) is used; an empty one counts as unset."
-                         % self.env[0])
-        elif self.env:
-            lines.append("If not set, the first of the environment variables %s that is not empty is used."
-                         % ", ".join("E(%s)" % name for name in self.env))
-        doc = dict(description=lines, type=self.type)
-        if self.default is not None:
-            doc["default"] = self.default
-        if self.choices:
-            doc["choices"] = list(self.choices)
-        return doc
 
     def __repr__(self):
         return "Option(%r)" % self.name
@@ -245,8 +229,3 @@ def names_in(*groups):
     """The names of the options of ``groups``, in the table's order."""
     return tuple(option.name for option in options_in(*groups))
 
-
-def doc_fragment(group):
-    """The DOCUMENTATION of the doc fragment of ``group``: JSON, which is YAML that ansible-doc reads as such."""
-    return json.dumps(dict(options=dict((option.name, option.documentation()) for option in options_in(group))),
-                      indent=2)

@@ -2,21 +2,19 @@
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one table of shared options and what derives from it: the modules' argument spec (validated by Ansible's own
-ArgumentSpecValidator, environment fallbacks and no_log included), the doc fragments, Connection and the keepalive's
-config file. tests/functional/test_option_table.py holds the roles, the AWX credential type and docs/keepalive.md to
-the same table."""
+ArgumentSpecValidator, environment fallbacks and no_log included), Connection and the keepalive's config file. The
+doc fragments are generated from it (hack/doc_fragments.py, checked by `make docs-check`); the roles and
+docs/keepalive.md are held to it by tests/functional/test_option_table.py, the AWX credential type by
+tests/awx/test_credential_type.py."""
 
 import inspect
 import json
 import os
 
 import pytest
-import yaml
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.wgtwo.sipbreakout.plugins.doc_fragments import connection as connection_fragment
-from ansible_collections.wgtwo.sipbreakout.plugins.doc_fragments import ledger as ledger_fragment
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import auth, client, keepalive, options
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import CONNECTION_ARGSPEC, \
     LEDGER_ARGSPEC
@@ -24,7 +22,6 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.connection impor
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
 
 ARGSPECS = {options.CONNECTION: CONNECTION_ARGSPEC, options.LEDGER: LEDGER_ARGSPEC}
-FRAGMENTS = {options.CONNECTION: connection_fragment, options.LEDGER: ledger_fragment}
 NEW_LEDGER_OPTIONS = ("ledger_store", "ledger_scope", "ledger_conninfo", "login_host", "login_port", "login_user",
                       "login_password", "login_db", "ssl_mode", "ca_cert", "lock_timeout")
 
@@ -109,21 +106,6 @@ def test_the_choices_are_enforced():
                                                                 login_port="5433", lock_timeout="2.5"))
     assert errors == []
     assert (validated["login_port"], validated["lock_timeout"]) == (5433, 2.5)
-
-
-@pytest.mark.parametrize("group", options.GROUPS)
-def test_the_doc_fragment_is_the_table(group):
-    doc = yaml.safe_load(FRAGMENTS[group].ModuleDocFragment.DOCUMENTATION)
-    assert list(doc["options"]) == list(options.names_in(group))
-    for option in options.options_in(group):
-        entry = doc["options"][option.name]
-        assert entry["type"] == option.type
-        assert entry.get("default") == option.default
-        assert entry.get("choices", []) == list(option.choices)
-        assert entry["description"][:len(option.description)] == list(option.description)
-        env_lines = entry["description"][len(option.description):]
-        assert env_lines == (["If not set, the environment variable E(%s) is used; an empty one counts as unset."
-                              % option.env[0]] if option.env else [])
 
 
 def test_the_libraries_defaults_are_the_tables():
