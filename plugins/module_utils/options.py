@@ -227,6 +227,7 @@ SHARED_OPTIONS = (
             "Seconds a run waits for the ledger while another run holds it (the lock of an SQLite ledger; on "
             "PostgreSQL, the registrations another module run or keepalive worker has claimed) before it fails, "
             "naming the ledger.",
+            "The keepalive's config file takes the same key, with 120 seconds as its default.",
         ]),
 )
 
