@@ -76,8 +76,8 @@ help:
 	  make benchmark       bulk task vs raw client vs per-item loop (1,000, 10,000), a file of 10,000 and 100,000 (BENCHMARK_ARGS=--million: 1,000,000 too)
 	  make changelog-lint  antsibull-changelog lint of the fragments and changelog.yaml
 	  make ee-check        ansible-builder: introspect, and a build context from extensions/awx/execution-environment.yml
-	  make docs-check      lint the plugin docs; fail if docs/reference/ or docs/troubleshooting.md is stale
-	  make docs            regenerate docs/reference/ (antsibull-docs) from the plugins' and roles' documentation
+	  make docs-check      lint the plugin docs; fail if the doc fragments, docs/reference/ or docs/troubleshooting.md are stale
+	  make docs            regenerate the shared options' doc fragments (options.py), then docs/reference/ (antsibull-docs)
 	  make dist            the release tarball: $(TARBALL:$(ROOT)/%=%)
 	  make protos-check    fail if plugins/module_utils/generated/ is stale
 	  make protos          regenerate plugins/module_utils/generated/ from protos/
@@ -167,13 +167,17 @@ ee-check: venv collection dist dev-link
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx/test_execution_environment.py
 
 .PHONY: docs
-docs: venv collection
-	@$(call banner,docs: antsibull-docs into docs/reference/)
+docs: venv
+	@$(call banner,docs: doc fragments from options.py; antsibull-docs into docs/reference/)
+	cd "$(ROOT)" && "$(BIN)/python" hack/doc_fragments.py
+	# The build copy is made after the fragments are, so that antsibull-docs documents the new ones.
+	$(MAKE) collection
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" generate "$(BUILD)"
 
 .PHONY: docs-check
 docs-check: venv collection dev-link
-	@$(call banner,docs-check: antsibull-docs lint and docs/reference/ up to date; troubleshooting page complete)
+	@$(call banner,docs-check: doc fragments and docs/reference/ up to date, antsibull-docs lint; troubleshooting page complete)
+	cd "$(ROOT)" && "$(BIN)/python" hack/doc_fragments.py --check
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" check "$(BUILD)"
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT)" \

@@ -6,11 +6,11 @@
 from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, select_token_source
 from .client import DEFAULT_ENDPOINT, SipBreakoutClient, normalize_endpoint
 from .errors import ValidationError
+from .options import CONNECTION, names_in
 from .trust import ca_bundle_path
 
-# The shared options, in the order the docs list them; modules and the keepalive accept exactly these.
-OPTIONS = ("api_endpoint", "client_id", "client_secret", "access_token", "refresh_token", "token_url", "ca_path",
-           "token_cache_path", "timeout", "retries")
+# The shared connection options (options.SHARED_OPTIONS), the keyword arguments of Connection.
+OPTIONS = names_in(CONNECTION)
 
 
 class Connection:

@@ -8,25 +8,17 @@ It runs on the PBX host (installed by the ``wgtwo.sipbreakout.keepalive`` role),
 until the next registration is due. It uses the same ``Connection``, client, token sources and ``Ledger`` as the
 modules, and a JSON config file whose connection keys are the modules' shared options.
 
-Config file (JSON object; every key optional; root-only when it holds a secret)::
+Config file: a JSON object; every key is optional, unknown keys are refused, and a file that holds a secret must be
+readable by its owner only. Its keys are the modules' shared options (``options.SHARED_OPTIONS``: the connection, the
+credentials, the ledger), with the modules' types and defaults except ``KEEPALIVE_DEFAULTS``, and the keepalive's own
+``SETTINGS``. docs/keepalive.md lists every key; for example::
 
     {
-      "api_endpoint": "api.wgtwo.com:443",        # and client_id, client_secret, access_token,
-      "client_id": "...", "client_secret": "...",  # refresh_token, token_url, ca_path, token_cache_path,
-      "token_cache_path": "/var/lib/wgtwo-sipbreakout/tokens.json",   # timeout, retries: as the modules
+      "client_id": "...", "client_secret": "...",
       "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.sqlite",
-      "health_path": "/var/lib/wgtwo-sipbreakout/health.json",
       "metrics_path": "/var/lib/prometheus/node-exporter/wgtwo_sipbreakout.prom",
-      "refresh_fraction": 0.3333,   # refresh once this fraction of the TTL is left
-      "jitter": 0.25,               # ... plus up to this fraction of it again, spread per registration
-      "schedule_interval": 300,     # seconds between --once runs: refresh what would be late by the next run
-      "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
-      "max_sleep": 300,             # loop mode: wake at least this often to pick up new ledger entries
-      "concurrency": 256,           # the most calls in flight at once during a pass
-      "batch_size": 5000            # due registrations sent, then recorded, at a time
+      "concurrency": 256
     }
-
-docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
 
 A pass streams: it takes the due registrations from the ledger ``batch_size`` at a time, in expiry order, sends a
 batch and records it in one transaction before it takes the next, so its memory does not grow with the ledger and a
@@ -61,6 +53,7 @@ from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOW
 from .ledger import open_ledger
 from .ledger_entry import isoformat
 from .ledger_store import Lease, owner_name
+from .options import CONNECTION, LEDGER, SECRETS, Option, options_in
 from .retry import Deadline
 from .statefile import locked
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
@@ -73,38 +66,28 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
-# Types of the shared connection options in the config file (their names are connection.OPTIONS; the modules'
-# argument spec is the reference, and a unit test keeps the two in step).
-CONNECTION_TYPES = {"ca_path": "path", "token_cache_path": "path", "timeout": "float", "retries": "int"}
-SECRET_OPTIONS = ("client_secret", "access_token", "refresh_token", "ledger_conninfo", "login_password")
-
-# The keepalive's own settings: name -> (type, default).
-SETTINGS = {
-    "ledger_store": ("str", "sqlite"),
-    "ledger_path": ("path", None),
-    "ledger_scope": ("str", "default"),
-    "ledger_conninfo": ("str", None),
-    "login_host": ("str", None),
-    "login_port": ("int", None),
-    "login_user": ("str", None),
-    "login_password": ("str", None),
-    "login_db": ("str", None),
-    "ssl_mode": ("str", None),
-    "ca_cert": ("path", None),
-    "health_path": ("path", DEFAULT_HEALTH_PATH),
-    "metrics_path": ("path", None),
-    "metrics_per_registration": ("bool", True),
-    "lock_timeout": ("float", 120.0),
-    "refresh_fraction": ("float", DEFAULT_REFRESH_FRACTION),
-    "jitter": ("float", 0.25),
-    "schedule_interval": ("float", 300.0),
-    "retry_interval": ("float", 60.0),
-    "max_sleep": ("float", 300.0),
-    "concurrency": ("int", DEFAULT_CONCURRENCY),
-    "batch_size": ("int", 5000),
+# The keepalive's own settings, beside the modules' options (documented in docs/keepalive.md).
+KEEPALIVE = "keepalive"
+SETTINGS = (
+    Option("health_path", KEEPALIVE, "path", DEFAULT_HEALTH_PATH),
+    Option("metrics_path", KEEPALIVE, "path"),
+    Option("metrics_per_registration", KEEPALIVE, "bool", True),
+    Option("refresh_fraction", KEEPALIVE, "float", DEFAULT_REFRESH_FRACTION),
+    Option("jitter", KEEPALIVE, "float", 0.25),
+    Option("schedule_interval", KEEPALIVE, "float", 300.0),
+    Option("retry_interval", KEEPALIVE, "float", 60.0),
+    Option("max_sleep", KEEPALIVE, "float", 300.0),
+    Option("concurrency", KEEPALIVE, "int", DEFAULT_CONCURRENCY),
+    Option("batch_size", KEEPALIVE, "int", 5000),
+)
+# Where the keepalive's default differs from the modules': it keeps its files in its own root-only state directory
+# (the modules' are per user), and a pass waits longer for a module run, which may hold the ledger for minutes.
+KEEPALIVE_DEFAULTS = {
+    "token_cache_path": DEFAULT_STATE_DIR + "/tokens.json",
+    "lock_timeout": 120.0,
 }
-# Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
-CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
+# Every key of the config file, in the order docs/keepalive.md lists them.
+CONFIG_OPTIONS = options_in(CONNECTION, LEDGER) + SETTINGS
 
 # Held by a pass from start to end, beside the health file (the role's removal waits for it).
 PASS_LOCK_SUFFIX = ".pass.lock"
@@ -116,7 +99,7 @@ LOG = logging.getLogger("wgtwo.sipbreakout.keepalive")
 
 
 class Settings:
-    """A validated config file: every key of OPTIONS and SETTINGS as an attribute."""
+    """A validated config file: every key of CONFIG_OPTIONS as an attribute."""
 
     def __init__(self, values, path=None):
         self.path = path
@@ -128,16 +111,24 @@ class Settings:
         return dict((name, self.values.get(name)) for name in OPTIONS)
 
 
-def _convert(path, key, kind, value):
-    def bad(expected):
-        shown = "(hidden)" if key in SECRET_OPTIONS else json.dumps(value)
-        return ValidationError(key, "%s: expected %s, got %s" % (path, expected, shown))
+def keepalive_default(option):
+    """The keepalive's default of a config key (an Option of CONFIG_OPTIONS)."""
+    return KEEPALIVE_DEFAULTS.get(option.name, option.default)
 
+
+def _convert(path, option, value):
+    def bad(expected):
+        shown = "(hidden)" if option.secret else json.dumps(value)
+        return ValidationError(option.name, "%s: expected %s, got %s" % (path, expected, shown))
+
+    kind = option.type
     if value is None:
         return None
     if kind in ("str", "path"):
         if not isinstance(value, str) or not value:
             raise bad("a non-empty string")
+        if option.choices and value not in option.choices:
+            raise bad("one of %s" % ", ".join(option.choices))
         return os.path.expanduser(value) if kind == "path" else value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -156,18 +147,21 @@ def parse_config(data, path="config"):
     """Check and complete a config dict; raises ValidationError naming the key (never a secret's value)."""
     if not isinstance(data, dict):
         raise ValidationError("config", "%s must hold a JSON object" % path)
-    known = set(OPTIONS) | set(SETTINGS)
-    unknown = sorted(set(data) - known)
+    known = [option.name for option in CONFIG_OPTIONS]
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValidationError(unknown[0], "%s: unknown key(s) %s; known keys: %s" % (
             path, ", ".join(unknown), ", ".join(sorted(known))))
     values = {}
-    for name in OPTIONS:
-        values[name] = _convert(path, name, CONNECTION_TYPES.get(name, "str"),
-                                data.get(name, CONNECTION_DEFAULTS.get(name)))
-    for name, (kind, default) in SETTINGS.items():
-        # null is the default here (a templated config may write one); only a connection option's null says "none".
-        values[name] = _convert(path, name, kind, default if data.get(name) is None else data[name])
+    for option in CONFIG_OPTIONS:
+        if option.group == CONNECTION:
+            # A connection option's null says "none" (token_cache_path: null keeps no cache), as None does to
+            # Connection.
+            given = data.get(option.name, keepalive_default(option))
+        else:
+            # Elsewhere null is the default: a templated config may write one.
+            given = keepalive_default(option) if data.get(option.name) is None else data[option.name]
+        values[option.name] = _convert(path, option, given)
     _check_ranges(path, values)
     if not values["token_cache_path"] and values.get("refresh_token"):
         raise ValidationError("token_cache_path", "%s: is required with refresh_token: the operator rotates refresh "
@@ -208,7 +202,7 @@ def load_config(path):
         # The message names line and column only, never the text around them: the file holds secrets.
         raise ValidationError("config", "%s is not valid JSON: %s" % (path, exc))
     settings = parse_config(data, path)
-    holds = [name for name in SECRET_OPTIONS if settings.values.get(name)]
+    holds = [name for name in SECRETS if settings.values.get(name)]
     if holds and stat.S_IMODE(info.st_mode) & 0o077:
         raise ValidationError("config", "%s holds %s but is readable by group or others (mode %04o); make it "
                                         "readable by its owner only (chmod 600)"

@@ -10,8 +10,6 @@ import tracemalloc
 import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import keepalive
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import CONNECTION_ARGSPEC
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.connection import OPTIONS
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError, AuthError, \
     NotAcceptableError, ValidationError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
@@ -20,14 +18,6 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration imp
 
 ENDPOINT = "api.example:443"
 PRINCIPAL = "client:c1"
-
-
-def test_config_keys_and_types_follow_the_modules_shared_options():
-    assert set(OPTIONS) == set(CONNECTION_ARGSPEC)
-    for name, spec in CONNECTION_ARGSPEC.items():
-        kind = keepalive.CONNECTION_TYPES.get(name, "str")
-        assert spec["type"] == kind, name
-        assert (name in keepalive.SECRET_OPTIONS) == bool(spec.get("no_log")), name
 
 
 def _write(path, data, mode=0o600):
