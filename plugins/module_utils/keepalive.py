@@ -33,6 +33,7 @@ config file and the token cache.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,15 +48,16 @@ import time
 from .adoption import takeover_hint
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
-from .errors import LedgerError, SipBreakoutError, ValidationError
+from .errors import LedgerError, LedgerUnreachable, SipBreakoutError, ValidationError
 from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, HealthFile, empty_summary, \
     hostname, render_metrics, summarize, write_textfile
 from .ledger import open_ledger
 from .ledger_entry import isoformat
+from .ledger_sqlite import SqliteLedger
 from .ledger_store import Lease, owner_name
 from .options import CONNECTION, LEDGER, SECRETS, Option, options_in
 from .retry import Deadline
-from .statefile import locked
+from .statefile import fsync_directory, locked
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 PROG = "wgtwo-sipbreakout-keepalive"
@@ -79,6 +81,9 @@ SETTINGS = (
     Option("max_sleep", KEEPALIVE, "float", 300.0),
     Option("concurrency", KEEPALIVE, "int", DEFAULT_CONCURRENCY),
     Option("batch_size", KEEPALIVE, "int", 5000),
+    Option("expect_empty", KEEPALIVE, "bool", False),
+    Option("ledger_copy_path", KEEPALIVE, "path", DEFAULT_STATE_DIR + "/ledger-copy.sqlite"),
+    Option("ledger_copy_interval", KEEPALIVE, "float", 300.0),
 )
 # Where the keepalive's default differs from the modules': it keeps its files in its own root-only state directory
 # (the modules' are per user), and a pass waits longer for a module run, which may hold the ledger for minutes.
@@ -89,6 +94,8 @@ KEEPALIVE_DEFAULTS = {
 # Every key of the config file, in the order docs/keepalive.md lists them.
 CONFIG_OPTIONS = options_in(CONNECTION, LEDGER) + SETTINGS
 
+# Entries written to the local copy of a shared ledger at a time.
+COPY_BATCH = 10000
 # Held by a pass from start to end, beside the health file (the role's removal waits for it).
 PASS_LOCK_SUFFIX = ".pass.lock"
 # Never refresh one registration more often than this, whatever TTL the API returns.
@@ -219,12 +226,18 @@ def _spread(key, upserted_at):
 class Keepalive:
     """Refreshes the registrations of one ledger that belong to one endpoint and one set of credentials."""
 
-    def __init__(self, settings, connection, clock=time.time, stop=None):
+    def __init__(self, settings, connection, clock=time.time, stop=None, ledger=None):
         self.settings = settings
         self.connection = connection
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.ledger = open_ledger(settings.values, clock=clock)
+        # The configured ledger, and the one a pass works on: the same, or its local copy while the configured
+        # (shared) one cannot be reached.
+        self.configured = ledger or open_ledger(settings.values, clock=clock)
+        self.ledger = self.configured
+        self.copy = None
+        if self.configured.shared and settings.ledger_copy_path:
+            self.copy = SqliteLedger(settings.ledger_copy_path, self.configured.scope, settings.lock_timeout, clock)
         self.health = HealthFile(settings.health_path)
         # Who this worker is in the ledger's claims; a batch's claims last long enough for its calls to end.
         self.owner = owner_name("keepalive")
@@ -277,12 +290,87 @@ class Keepalive:
         started = self.clock()
         run = dict(mode=mode, started_at=isoformat(started), started_at_epoch=started, due=0, refreshed=0,
                    failed=0, skipped=0, error=None)
+        outage = self._choose_ledger(run)
         try:
-            self._refresh_due(started, force, lookahead, run)
+            if self.settings.expect_empty or self.ledger.holds(self.connection.endpoint, self.connection.principal):
+                self._refresh_due(started, force, lookahead, run)
+            else:
+                run["error"] = self._nothing_to_refresh()
+                LOG.error("%s", run["error"])
         except LedgerError as exc:
             run["error"] = str(exc)
             LOG.error("%s", exc)
-        return self._report(run, lookahead)
+        if outage is not None:
+            run["error"] = run["error"] or str(outage)
+        try:
+            return self._report(run, lookahead)
+        finally:
+            if outage is None and self.copy is not None and not run["error"]:
+                self._keep_copy()
+            self.ledger = self.lease.store = self.configured
+
+    def _nothing_to_refresh(self):
+        return ("the ledger %s holds no registration of %s as %s, so this keepalive refreshes nothing and every "
+                "registration the module applied elsewhere lapses within its TTL. Point the keepalive at the ledger "
+                "the registration module writes (ledger_store, ledger_path or the database, ledger_scope, and the "
+                "same api_endpoint and credentials), or set expect_empty: true (role: keepalive_expect_empty) where "
+                "no registration is expected yet" % (self.ledger.describe(), self.connection.endpoint,
+                                                      self.connection.principal))
+
+    # ------------------------------------------------------------------------------------------ local copy
+
+    def _choose_ledger(self, run):
+        """The ledger of this pass: the configured one, or its local copy when that one cannot be reached (then the
+        reason, which the pass reports as its error, else None)."""
+        if self.copy is None:
+            return None
+        try:
+            self.configured.holds(self.connection.endpoint, self.connection.principal)
+            return None
+        except LedgerUnreachable as exc:
+            made = self._copy_made_at()
+            outage = LedgerUnreachable("%s; refreshing from its local copy %s (made %s) until it is back" % (
+                exc, self.copy.path, "at %s" % isoformat(made) if made is not None else "never: there is none"))
+            LOG.error("%s", outage)
+            run["ledger_copy"] = dict(path=self.copy.path, made_at=isoformat(made), made_at_epoch=made)
+            self.ledger = self.lease.store = self.copy
+            return outage
+
+    def _copy_made_at(self):
+        try:
+            return os.path.getmtime(self.copy.path)
+        except OSError:
+            return None
+
+    def _keep_copy(self):
+        """Copy the configured ledger's scope to the local copy when the copy is older than
+        ``ledger_copy_interval``: written beside it, then renamed over it, so that it is always whole."""
+        made = self._copy_made_at()
+        if made is not None and self.clock() - made < self.settings.ledger_copy_interval:
+            return
+        fresh = self.copy.path + ".new"
+        for leftover in (fresh, fresh + "-wal", fresh + "-shm", fresh + "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        target = SqliteLedger(fresh, self.copy.scope, self.settings.lock_timeout, self.clock)
+        try:
+            batch = []
+            for entry in self.configured.find():
+                entry.release()  # a claim in the copy would only hold up the passes that use it
+                batch.append((entry.key, entry))
+                if len(batch) >= COPY_BATCH:
+                    target.insert(batch)
+                    batch = []
+            target.insert(batch)
+        except LedgerError as exc:
+            LOG.warning("the local copy %s was not renewed: %s", self.copy.path, exc)
+            return
+        finally:
+            target.close()
+        self.copy.close()
+        os.rename(fresh, self.copy.path)
+        fsync_directory(os.path.dirname(self.copy.path))
+        LOG.debug("renewed the local copy %s of %s", self.copy.path, self.configured.describe())
 
     def _refresh_due(self, started, force, lookahead, run):
         """Claim, send and record what is due, ``batch_size`` at a time, most urgent first.
@@ -535,6 +623,8 @@ class Keepalive:
             sleep = self.seconds_to_next()
             # Opened again after the sleep: a ledger restored or moved meanwhile is the one the next pass reads.
             self.ledger.close()
+            if self.copy is not None:
+                self.copy.close()
             self.stop.wait(sleep)
         LOG.info("keepalive stopped")
 
@@ -600,13 +690,15 @@ def main(argv=None):
             return EXIT_CONFIG
     try:
         settings = load_config(args.config)
-        connection = Connection.from_options(settings.connection_options())
+        ledger = open_ledger(settings.values)
+        connection = Connection.from_options(settings.connection_options(),
+                                             token_cache=ledger.token_cache(settings.token_cache_path))
     except SipBreakoutError as exc:
         LOG.error("%s", exc)
         return EXIT_CONFIG
     if args.check_config:
         LOG.info("%s is valid: %s as %s, ledger %s", args.config, connection.endpoint, connection.principal,
-                 settings.ledger_path)
+                 ledger.describe())
         return EXIT_OK
 
     stop = threading.Event()
@@ -617,7 +709,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    keepalive = Keepalive(settings, connection, stop=stop)
+    keepalive = Keepalive(settings, connection, stop=stop, ledger=ledger)
     try:
         if args.splay > 0 and stop.wait(random.uniform(0, args.splay)):
             return EXIT_OK
@@ -632,5 +724,5 @@ def main(argv=None):
             return EXIT_FAILED
         return EXIT_FAILED if run["outcome"] == "failed" else EXIT_OK
     finally:
-        keepalive.ledger.close()
+        keepalive.configured.close()
         connection.close()

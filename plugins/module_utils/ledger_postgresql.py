@@ -24,11 +24,13 @@ Locks (what keeps concurrent writers of one scope exact, see ``ledger_store``):
 """
 
 import contextlib
+import json
 import os
 import time
 import traceback
 
-from .errors import LedgerError
+from .auth import TokenCache
+from .errors import AuthError, LedgerError, LedgerUnreachable
 from .ledger_entry import COLUMNS, LedgerEntry
 from .ledger_store import DEFAULT_SCOPE, LedgerStore, changes, chunks, due_position
 
@@ -141,6 +143,7 @@ class PostgresqlLedger(LedgerStore):
     """One scope of the ledger in the PostgreSQL database ``parameters`` (connection_parameters()) name."""
 
     kind = "postgresql"
+    shared = True
 
     def __init__(self, parameters, scope=DEFAULT_SCOPE, lock_timeout=60.0, clock=time.time):
         super().__init__(scope, lock_timeout, clock)
@@ -167,6 +170,9 @@ class PostgresqlLedger(LedgerStore):
             kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
         try:
             conn = psycopg.connect(conninfo, autocommit=True, application_name="wgtwo.sipbreakout", **kwargs)
+        except psycopg.OperationalError as exc:
+            raise LedgerUnreachable("cannot connect to the PostgreSQL ledger %s: %s. Nothing was sent."
+                                    % (self.location, _scrub(str(exc).strip(), self.parameters)))
         except psycopg.Error as exc:
             raise LedgerError("cannot connect to the PostgreSQL ledger %s: %s. Nothing was sent."
                               % (self.location, _scrub(str(exc).strip(), self.parameters)))
@@ -242,8 +248,8 @@ class PostgresqlLedger(LedgerStore):
                               % (self.describe(), _scrub(str(exc).strip(), self.parameters)))
         except psycopg.OperationalError as exc:
             self.close()
-            raise LedgerError("lost the PostgreSQL ledger %s: %s" % (self.describe(),
-                                                                      _scrub(str(exc).strip(), self.parameters)))
+            raise LedgerUnreachable("lost the PostgreSQL ledger %s: %s" % (self.describe(),
+                                                                            _scrub(str(exc).strip(), self.parameters)))
         except psycopg.Error as exc:
             raise LedgerError("the PostgreSQL ledger %s failed: %s" % (self.describe(),
                                                                        _scrub(str(exc).strip(), self.parameters)))
@@ -297,6 +303,10 @@ class PostgresqlLedger(LedgerStore):
     def count(self):
         rows = self._query("SELECT COUNT(*) FROM %s WHERE scope = %%s" % TABLE, (self.scope,))
         return rows[0][0] if rows else 0
+
+    def holds(self, endpoint, principal):
+        return bool(self._query("SELECT 1 FROM %s WHERE scope = %%s AND endpoint = %%s AND principal = %%s LIMIT 1"
+                                % TABLE, (self.scope, endpoint, principal)))
 
     def states(self, now, refresh_fraction, expiring_within=None):
         rows = self._query(
@@ -429,3 +439,93 @@ class PostgresqlLedger(LedgerStore):
         with self._writing(exclusive=True) as conn:
             with conn.cursor() as cursor:
                 cursor.executemany(_INSERT, [(self.scope,) + entry.row(key) for key, entry in entries])
+
+    def token_cache(self, local_path=None):
+        return PostgresqlTokenCache(PostgresqlLedger(self.parameters, self.scope, self.lock_timeout, self.clock),
+                                    TokenCache(local_path) if local_path else None)
+
+    # ------------------------------------------------------------------------------------------ tokens
+
+    def _token_query(self, sql, params):
+        conn = self._connection(create=True)
+        with self._errors():
+            return conn.execute(sql, params).fetchall()
+
+
+class PostgresqlTokenCache:
+    """The token cache (``auth.TokenCache``'s interface) in the shared database: every worker and run that uses the
+    database trades a rotating refresh token one at a time (a session advisory lock per token) and stores the new
+    one before anything else happens, so no two of them ever send the same refresh token twice.
+
+    ``local`` (a file ``TokenCache``) mirrors what is read and stands in while the database cannot be reached: a
+    client-credentials token is then fetched and kept locally, but a refresh token is never traded (the others
+    could not learn the new one, and the operator may revoke a grant whose refresh token is used twice), so a
+    refresh token's registrations are refreshed only while its cached access token lasts."""
+
+    def __init__(self, store, local=None):
+        self._store = store  # a connection of its own: a lock held while a token is requested spans statements
+        self._local = local
+
+    @property
+    def path(self):
+        return "%s (table sipbreakout_tokens)" % self._store.location
+
+    def _call(self, sql, params):
+        try:
+            return self._store._token_query(sql, params)  # pylint: disable=protected-access
+        except LedgerUnreachable:
+            raise
+        except LedgerError as exc:
+            raise AuthError("the token cache in %s: %s" % (self._store.location, exc))
+
+    def get(self, key):
+        try:
+            rows = self._call("SELECT body FROM sipbreakout_tokens WHERE key = %s", (key,))
+        except LedgerUnreachable:
+            return self._local.get(key) if self._local else None
+        entry = json.loads(rows[0][0]) if rows else None
+        if entry is not None and self._local is not None and self._local.get(key) != entry:
+            self._local.put(key, entry)
+        return entry
+
+    def put(self, key, entry):
+        try:
+            self._call("INSERT INTO sipbreakout_tokens (key, body, updated_at) VALUES (%s, %s, %s) ON CONFLICT (key) "
+                       "DO UPDATE SET body = EXCLUDED.body, updated_at = EXCLUDED.updated_at",
+                       (key, json.dumps(entry, sort_keys=True), time.time()))
+        except LedgerUnreachable:
+            if not self._local:
+                raise
+        if self._local is not None:
+            self._local.put(key, entry)
+
+    def forget_access_token(self, key, refused):
+        entry = self.get(key)
+        # Only the refused token: another process may already have stored a fresh one.
+        if entry and entry.get("access_token") == refused:
+            entry.pop("access_token", None)
+            entry["expires_at"] = 0
+            self.put(key, entry)
+
+    @contextlib.contextmanager
+    def fetching(self, key, timeout):
+        """Held while a token for ``key`` is requested (a session advisory lock, released at the end or when the
+        process dies); yields the entry as it is once the lock is held."""
+        name = "sipbreakout-token:" + key
+        try:
+            self._call("SELECT set_config('lock_timeout', %s, false)", ("%dms" % max(1, int(timeout * 1000)),))
+            self._call("SELECT pg_advisory_lock(hashtextextended(%s, 1))", (name,))
+        except LedgerUnreachable as exc:
+            mirrored = self._local.get(key) if self._local else None
+            if not self._local or (mirrored or {}).get("refresh_token"):
+                raise AuthError("no new access token: the shared ledger %s, which holds the newest refresh token, "
+                                "cannot be reached (%s); a refresh token is not traded without it"
+                                % (self._store.location, exc))
+            with self._local.fetching(key, timeout) as cached:
+                yield cached
+            return
+        try:
+            yield self.get(key)
+        finally:
+            with contextlib.suppress(LedgerError, AuthError):
+                self._call("SELECT pg_advisory_unlock(hashtextextended(%s, 1))", (name,))

@@ -88,6 +88,8 @@ class LedgerStore:
     """
 
     kind = None
+    # Shared by several hosts (then a keepalive keeps a local copy to refresh from while it cannot be reached).
+    shared = False
 
     def __init__(self, scope=DEFAULT_SCOPE, lock_timeout=60.0, clock=time.time):
         self.scope = scope or DEFAULT_SCOPE
@@ -149,6 +151,15 @@ class LedgerStore:
     def count(self):
         """How many entries the scope holds."""
         raise NotImplementedError
+
+    def holds(self, endpoint, principal):
+        """Whether the scope holds any entry of ``endpoint`` and ``principal`` (what a keepalive for them refreshes)."""
+        raise NotImplementedError
+
+    def token_cache(self, local_path=None):
+        """The token cache the store's users share (``auth.TokenCache``'s interface; ``local_path`` a file that
+        mirrors it), or None: then each host keeps its own file (``token_cache_path``)."""
+        return None
 
     def states(self, now, refresh_fraction, expiring_within=None):
         """``(total, {state: count}, nearest)`` without loading entries: the states of health.classify, counted by

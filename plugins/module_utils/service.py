@@ -566,8 +566,10 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
                                                     "registration as a list of one")
     plan = dict(purge=bool(options.get("purge")), max_purge=max_purge, purge_allowance=purge_allowance,
                 takeover=takeover)
-    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection, \
-            open_ledger(options) as ledger:
+    with open_ledger(options) as ledger, \
+            Connection.from_options(options, on_token=on_token, offline=check_mode,
+                                    token_cache=None if check_mode else ledger.token_cache(options.get("token_cache_path"))) \
+            as connection:
         service = RegistrationService(connection, ledger)
         result = dict(ledger_path=ledger.location, ledger_scope=ledger.scope)
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
