@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fixtures shared by the ledger's tests: a ledger of each store, the PostgreSQL one in a database of its own.
 
-The PostgreSQL server is the test harness's throwaway cluster (``make postgresql``; hack/postgresql.sh), which
-`make units`, `make units-debian` and `make functional` start first. Without it the PostgreSQL cases are skipped
-and say why, unless SIPBREAKOUT_REQUIRE_POSTGRESQL is set (as `.ci/run` sets it), which makes them fail.
+The PostgreSQL server is the test harness's throwaway cluster (``make postgresql``: hack/postgresql.py, described
+to tests by tests/postgresql_support.py), which the layers that run these tests start first: the PostgreSQL cases
+fail, never skip, without it.
 """
 
 import pytest
@@ -14,10 +14,7 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_postgresq
     PostgresqlLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 
-try:
-    from ansible_collections.wgtwo.sipbreakout.tests.postgresql_support import fresh_database, unavailable
-except ImportError:  # the test tree is not importable as a package (plain pytest of a file elsewhere)
-    fresh_database = unavailable = None
+from ansible_collections.wgtwo.sipbreakout.tests import postgresql_support
 
 STORES = ("sqlite", "postgresql")
 
@@ -38,10 +35,11 @@ def make_store_fixture(request, tmp_path):
         for store in opened:
             store.close()
         return
-    why = "psycopg is not installed" if not HAS_PSYCOPG else unavailable() if unavailable else "no test harness"
-    if why:
-        pytest.skip("PostgreSQL store not tested: %s" % why)
-    with fresh_database() as parameters:
+    if not HAS_PSYCOPG:
+        pytest.fail("psycopg is not installed: the PostgreSQL store cannot be tested")
+    server = postgresql_support.server()
+    with server.database() as dbname:
+        parameters = dict(conninfo=server.conninfo(dbname))
         opened = []
 
         def make(scope="default", **kwargs):
