@@ -27,6 +27,7 @@ import pwd
 import secrets
 import subprocess
 import time
+import urllib.parse
 
 ENV = "SIPBREAKOUT_TEST_POSTGRESQL"
 DESCRIPTION = os.path.join(".build", "postgresql", "postgresql.json")
@@ -119,8 +120,10 @@ class TestServer:
 
     def uri(self, dbname=None):
         """A postgresql:// URI without the password (sslmode, sslrootcert and passfile as query parameters)."""
-        return "postgresql://%s@%s:%d/%s?sslmode=%s&sslrootcert=%s&passfile=%s" % (
-            self.user, self.host, self.port, dbname or self.dbname, self.sslmode, self.sslrootcert, self.passfile)
+        query = urllib.parse.urlencode([("sslmode", self.sslmode), ("sslrootcert", self.sslrootcert),
+                                        ("passfile", self.passfile)])
+        return "postgresql://%s@%s:%d/%s?%s" % (urllib.parse.quote(self.user), self.host, self.port,
+                                               urllib.parse.quote(dbname or self.dbname), query)
 
     def environ(self, dbname=None):
         """libpq's own variables for a child process: the service file, the service, the passfile (and PGDATABASE
@@ -152,7 +155,7 @@ class TestServer:
         finally:
             self._holders -= 1
             if not self._holders and not self._stopped:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                self._lock(fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def database(self):
@@ -174,7 +177,7 @@ class TestServer:
                     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def running(self):
-        """Whether the server accepts connections (pg_ctl status)."""
+        """Whether its postmaster runs (pg_ctl status)."""
         return self._pg_ctl("status", check=False).returncode == 0
 
     def stop(self):
@@ -225,7 +228,7 @@ class TestServer:
         if self._holders:
             self._lock(fcntl.LOCK_SH)
         else:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._lock(fcntl.LOCK_UN)
 
     def _pg_ctl(self, action, *options, check=True):
         command = [os.path.join(self.bin_dir, "pg_ctl"), action, "-D", self.data_dir] + list(options)
