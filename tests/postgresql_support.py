@@ -122,8 +122,8 @@ class TestServer:
         """A postgresql:// URI without the password (sslmode, sslrootcert and passfile as query parameters)."""
         query = urllib.parse.urlencode([("sslmode", self.sslmode), ("sslrootcert", self.sslrootcert),
                                         ("passfile", self.passfile)])
-        return "postgresql://%s@%s:%d/%s?%s" % (urllib.parse.quote(self.user), self.host, self.port,
-                                               urllib.parse.quote(dbname or self.dbname), query)
+        return "postgresql://%s@%s:%d/%s?%s" % (
+            urllib.parse.quote(self.user), self.host, self.port, urllib.parse.quote(dbname or self.dbname), query)
 
     def environ(self, dbname=None):
         """libpq's own variables for a child process: the service file, the service, the passfile (and PGDATABASE
