@@ -116,7 +116,8 @@ class TestServer:
 
     def conninfo(self, dbname=None, **overrides):
         """params() as a libpq conninfo string (no password in it: passfile= names the file that has it)."""
-        return " ".join("%s=%s" % (key, quote(value)) for key, value in sorted(self.params(dbname, **overrides).items()))
+        params = self.params(dbname, **overrides)
+        return " ".join("%s=%s" % (key, quote(params[key])) for key in sorted(params))
 
     def uri(self, dbname=None):
         """A postgresql:// URI without the password (sslmode, sslrootcert and passfile as query parameters)."""
