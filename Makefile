@@ -30,16 +30,21 @@ export SIPBREAKOUT_SUMMARY_NOTES ?= $(BUILD)/summary-notes
 # where the wire-contract tests look after SIPBREAKOUT_WGTWOAPIS_IMAGE and ../shared/reference/.
 WGTWOAPIS_IMAGE_URL ?= https://github.com/working-group-two/wgtwoapis/blob/master/image.bin?raw=true
 WGTWOAPIS_IMAGE := $(ROOT)/.cache/wgtwoapis/image.bin
+# The test PostgreSQL (hack/postgresql.py): its folder, and the description the tests read
+# (tests/postgresql_support.py; `ansible-test units` drops this variable and finds the file there instead).
+POSTGRESQL := $(BUILD)/postgresql
+export SIPBREAKOUT_TEST_POSTGRESQL := $(POSTGRESQL)/postgresql.json
 # The release tarball `make dist` builds from the work tree (galaxy.yml's build_ignore keeps the tooling out).
 VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
 DIST := $(BUILD)/dist
 TARBALL := $(DIST)/wgtwo-sipbreakout-$(VERSION).tar.gz
 
 # Debian packages the tests need: git and tar for the build copy; python3-venv for the Debian-end venv;
-# Debian's grpcio/protobuf/requests-oauthlib for the tests of that end; shellcheck for the sanity test of the
-# same name (without it, ansible-test skips that test with only a warning).
+# Debian's grpcio/protobuf/requests-oauthlib/psycopg for the tests of that end; shellcheck for the sanity test of
+# the same name (without it, ansible-test skips that test with only a warning); PostgreSQL 15's server and client
+# for the test cluster (hack/postgresql.py runs /usr/lib/postgresql/15/bin).
 DEB_PACKAGES := git tar ca-certificates python3 python3-venv python3-grpcio python3-protobuf \
-	python3-requests-oauthlib shellcheck systemd
+	python3-requests-oauthlib python3-psycopg shellcheck systemd postgresql-15 postgresql-client-15
 
 # `make test` runs these in this order: cheap and static first. The integration tests run in release-check, from
 # the installed release tarball (`make integration` runs them from the build copy, for development).
@@ -68,6 +73,7 @@ help:
 	  make units           ansible-test units on tests/unit (.venv: newest grpcio/protobuf)
 	  make units-debian    the same unit tests on Debian's python3-grpcio 1.51 / python3-protobuf 3.21
 	  make functional      pytest tests/functional
+	  make postgresql      the test PostgreSQL (.build/postgresql): create once, start or reuse (make postgresql-stop)
 	  make integration     emulator + ansible-test integration of the build copy; the emulator is stopped afterwards
 	  make awx             AWX-like jobs: the credential type, ansible-runner with the emulator, job slicing (tests/awx)
 	  make release-check   install the release tarball into an empty path: ansible-doc of everything, integration tests
@@ -83,7 +89,7 @@ help:
 	  make protos          regenerate plugins/module_utils/generated/ from protos/
 	  make wgtwoapis-image download the operator's descriptor set for the wire-contract tests (.cache/wgtwoapis/)
 	  make lock            re-pin tests/constraints.txt from a fresh venv
-	  make clean           stop emulators, remove .build (venvs of the demo and the Debian end too) and test output (make distclean: .venv too)
+	  make clean           stop emulators and the test PostgreSQL, remove .build (venvs of the demo and the Debian end too) and test output (make distclean: .venv too)
 	EOF
 
 # ---------------------------------------------------------------------------------------------------------
@@ -127,6 +133,16 @@ dev-link:
 	@mkdir -p "$(DEV_ROOT)/ansible_collections/wgtwo"
 	ln -sfn "$(ROOT)" "$(DEV_ROOT)/ansible_collections/wgtwo/sipbreakout"
 
+.PHONY: postgresql
+postgresql: venv
+	@$(call banner,postgresql: the test PostgreSQL in $(POSTGRESQL:$(ROOT)/%=%))
+	"$(BIN)/python" "$(ROOT)/hack/postgresql.py" start "$(POSTGRESQL)"
+
+.PHONY: postgresql-stop
+postgresql-stop:
+	@$(call banner,postgresql-stop)
+	"$(PYTHON)" "$(ROOT)/hack/postgresql.py" stop "$(POSTGRESQL)"
+
 .PHONY: ansible-test-cache
 ansible-test-cache: venv
 	@$(call banner,ansible-test-cache)
@@ -138,7 +154,11 @@ ansible-test-cache: venv
 .PHONY: test
 test: deps venv
 	@$(call banner,test: $(LAYERS))
-	MAKE="$(MAKE)" "$(ROOT)/hack/layers.sh" $(LAYERS)
+	rc=0
+	MAKE="$(MAKE)" "$(ROOT)/hack/layers.sh" $(LAYERS) || rc=$$?
+	# The layers that need the test PostgreSQL start it (or reuse it); it ends with the run.
+	"$(MAKE)" postgresql-stop || true
+	exit $$rc
 
 .PHONY: changelog-lint
 changelog-lint: venv
@@ -226,19 +246,19 @@ sanity: venv collection ansible-test-cache
 		--python $(ANSIBLE_TEST_PYTHON) --venv
 
 .PHONY: units
-units: venv collection
+units: venv collection postgresql
 	@$(call banner,units: ansible-test units --python $(ANSIBLE_TEST_PYTHON) --local)
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" units \
 		--python $(ANSIBLE_TEST_PYTHON) --local
 
 .PHONY: units-debian
-units-debian: venv venv-debian collection
+units-debian: venv venv-debian collection postgresql
 	@$(call banner,units-debian: ansible-test units on $(DEBIAN_PYTHON) with Debian's grpcio/protobuf)
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" units \
 		--python $(ANSIBLE_TEST_PYTHON) --local --python-interpreter "$(VENV_DEBIAN)/bin/python"
 
 .PHONY: functional
-functional: venv dev-link
+functional: venv dev-link postgresql
 	@$(call banner,functional: pytest tests/functional)
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" \
@@ -259,14 +279,14 @@ dist: venv
 	test -s "$(TARBALL)"
 
 .PHONY: awx
-awx: venv dist dev-link
+awx: venv dist dev-link postgresql
 	@$(call banner,awx: credential type and ansible-runner jobs against the emulator (sliced too))
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" SIPBREAKOUT_TARBALL="$(TARBALL)" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx --ignore=tests/awx/test_execution_environment.py
 
 .PHONY: release-check
-release-check: venv dist
+release-check: venv dist postgresql
 	@$(call banner,release-check: the installed tarball: ansible-doc and integration tests)
 	PATH="$(BIN):$$PATH" PYTHON="$(BIN)/python" ANSIBLE_TEST_PYTHON=$(ANSIBLE_TEST_PYTHON) \
 		"$(ROOT)/hack/release-check.sh" "$(TARBALL)" "$(BUILD)"
@@ -300,6 +320,7 @@ clean:
 				"$(ROOT)/hack/emulator.sh" stop "$$state" || true
 		fi
 	done
+	"$(PYTHON)" "$(ROOT)/hack/postgresql.py" clean "$(POSTGRESQL)"
 	rm -rf "$(BUILD)" "$(ROOT)/tests/output" "$(ROOT)/.ansible" "$(ROOT)/.pytest_cache"
 	find "$(ROOT)" -path "$(VENV)" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
