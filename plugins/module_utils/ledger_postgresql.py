@@ -139,6 +139,11 @@ def _scrub(text, parameters):
     return text
 
 
+def _one_line(exc, parameters):
+    """libpq's message on one line (it spreads hints over several), scrubbed."""
+    return " ".join(_scrub(str(exc), parameters).split())
+
+
 class PostgresqlLedger(LedgerStore):
     """One scope of the ledger in the PostgreSQL database ``parameters`` (connection_parameters()) name."""
 
@@ -171,11 +176,11 @@ class PostgresqlLedger(LedgerStore):
         try:
             conn = psycopg.connect(conninfo, autocommit=True, application_name="wgtwo.sipbreakout", **kwargs)
         except psycopg.OperationalError as exc:
-            raise LedgerUnreachable("cannot connect to the PostgreSQL ledger %s: %s. Nothing was sent."
-                                    % (self.location, _scrub(str(exc).strip(), self.parameters)))
+            raise LedgerUnreachable("cannot connect to the PostgreSQL ledger %s, so nothing was sent: %s"
+                                    % (self.location, _one_line(exc, self.parameters)))
         except psycopg.Error as exc:
-            raise LedgerError("cannot connect to the PostgreSQL ledger %s: %s. Nothing was sent."
-                              % (self.location, _scrub(str(exc).strip(), self.parameters)))
+            raise LedgerError("cannot connect to the PostgreSQL ledger %s, so nothing was sent: %s"
+                              % (self.location, _one_line(exc, self.parameters)))
         # Bounded waits for row locks, as SQLite's busy timeout; a statement that waits longer fails.
         conn.execute("SELECT set_config('lock_timeout', %s, false)", ("%dms" % int(self.lock_timeout * 1000),))
         info = conn.info
@@ -245,14 +250,14 @@ class PostgresqlLedger(LedgerStore):
         except psycopg.errors.InsufficientPrivilege as exc:
             raise LedgerError("the PostgreSQL ledger %s refused this user: %s. The user needs to read and write the "
                               "sipbreakout_* tables (and, the first time, to create them in its schema)."
-                              % (self.describe(), _scrub(str(exc).strip(), self.parameters)))
+                              % (self.describe(), _one_line(exc, self.parameters)))
         except psycopg.OperationalError as exc:
             self.close()
             raise LedgerUnreachable("lost the PostgreSQL ledger %s: %s" % (self.describe(),
-                                                                            _scrub(str(exc).strip(), self.parameters)))
+                                                                            _one_line(exc, self.parameters)))
         except psycopg.Error as exc:
             raise LedgerError("the PostgreSQL ledger %s failed: %s" % (self.describe(),
-                                                                       _scrub(str(exc).strip(), self.parameters)))
+                                                                       _one_line(exc, self.parameters)))
 
     def close(self):
         if self._conn is not None and self._pid == os.getpid():
@@ -449,7 +454,8 @@ class PostgresqlLedger(LedgerStore):
     def _token_query(self, sql, params):
         conn = self._connection(create=True)
         with self._errors():
-            return conn.execute(sql, params).fetchall()
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description is not None else []
 
 
 class PostgresqlTokenCache:
