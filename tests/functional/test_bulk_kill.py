@@ -31,7 +31,8 @@ import time
 import pytest
 
 import keepalive_support
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import open_ledger
+from ansible_collections.wgtwo.sipbreakout.tests import postgresql_support
 from sipbreakout_emulator.testing import running_emulator
 
 CLIENT_ID = keepalive_support.CLIENT_ID
@@ -46,6 +47,8 @@ BASE = 300  # registrations applied and recorded before the run that is killed
 # emulator has answered the first delete, or once it has answered every call (the module then records them).
 KILL_AFTER = (0.25, 1.6)
 MOMENTS = ("random", "first-delete", "last-call")
+# The cases the shared ledger runs too (the engine is the same; its store's transactions and claims differ).
+POSTGRESQL_CASES = (("list", "random"), ("list-purge", "first-delete"), ("file-purge", "last-call"))
 
 
 def _number(index):
@@ -76,12 +79,12 @@ SCENARIOS = {
 class ModuleRun:
     """The registration module as a child process with its arguments in a 0600 file, as Ansible passes them."""
 
-    def __init__(self, emu, work, name, items, purge=False, file=False, timeout=10.0):
+    def __init__(self, emu, work, ledger, name, items, purge=False, file=False, timeout=10.0):
         self.args_path = os.path.join(work, "%s-args.json" % name)
         args = dict(api_endpoint=emu.grpc_endpoint, ca_path=emu.ca_path, token_url=emu.token_url,
-                    client_id=CLIENT_ID, client_secret=CLIENT_SECRET, ledger_path=_ledger_path(work),
+                    client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                     token_cache_path=os.path.join(work, "cache", "tokens.json"), concurrency=32, timeout=timeout,
-                    retries=1, purge=purge, max_purge=100)
+                    retries=1, purge=purge, max_purge=100, **ledger)
         if file:
             args["registrations_file"] = os.path.join(work, "%s.jsonl" % name)
             with open(args["registrations_file"], "w") as handle:
@@ -116,18 +119,27 @@ class ModuleRun:
         self.process.communicate(timeout=30)
 
 
-def _ledger_path(work):
-    return os.path.join(work, "state", "ledger.sqlite")
+def _entries(ledger):
+    """The ledger's entries by number (an SQLite file checked whole first)."""
+    if ledger.get("ledger_path"):
+        conn = sqlite3.connect(ledger["ledger_path"])
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        finally:
+            conn.close()
+    with open_ledger(ledger) as store:
+        return dict((entry.registration.phone_number, entry) for entry in store.find())
 
 
-def _entries(work):
-    """The ledger's entries by number, read after checking the database is whole."""
-    conn = sqlite3.connect(_ledger_path(work))
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    finally:
-        conn.close()
-    return dict((entry.registration.phone_number, entry) for entry in SqliteLedger(_ledger_path(work)).read().values())
+@pytest.fixture(name="ledger")
+def ledger_fixture(store, tmp_path):
+    """The ledger options of every process of a case: an SQLite file, or a fresh PostgreSQL database."""
+    if store == "sqlite":
+        yield dict(ledger_path=str(tmp_path / "state" / "ledger.sqlite"))
+        return
+    server = postgresql_support.server()
+    with server.database() as dbname:
+        yield dict(ledger_store="postgresql", ledger_conninfo=server.conninfo(dbname), ledger_scope="host-1")
 
 
 def _held(emu):
@@ -159,15 +171,17 @@ def _moment(emu, moment, scenario, calls):
     return lambda: _calls(emu, "UpsertRegistration") + _calls(emu, "DeleteRegistration") >= upserts + deletes + calls
 
 
-@pytest.mark.parametrize("moment", MOMENTS)
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_converges(tmp_path, emu, scenario, moment):
+@pytest.mark.parametrize("store, scenario, moment", [
+    ("sqlite", scenario, moment) for scenario in sorted(SCENARIOS) for moment in MOMENTS] + [
+    ("postgresql", scenario, moment) for scenario, moment in POSTGRESQL_CASES])
+def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_converges(tmp_path, emu, ledger, scenario,
+                                                                                   moment):
     emu.reset()
     work = str(tmp_path / "work")
     os.makedirs(work)
     shape = SCENARIOS[scenario]
     base = _declare(range(BASE))
-    result = ModuleRun(emu, work, "base", base).start().finish()
+    result = ModuleRun(emu, work, ledger, "base", base).start().finish()
     assert result["summary"]["created"] == BASE and not result.get("failed"), result.get("msg")
 
     items = _changes(shape["purge"])
@@ -178,10 +192,10 @@ def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_conver
     named = set(item["phone_number"] for item in items)
     purged = [index for index in range(BASE) if _number(index) not in named] if shape["purge"] else []
     ready = _moment(emu, moment, scenario, len(items) + len(purged))
-    ModuleRun(emu, work, "killed", items, timeout=TIMEOUT, **shape).start().kill_when(ready)
+    ModuleRun(emu, work, ledger, "killed", items, timeout=TIMEOUT, **shape).start().kill_when(ready)
     emu.faults(clear=True)
     held_after_kill = _held(emu)
-    entries = _entries(work)
+    entries = _entries(ledger)
 
     # Everything the operator holds is known to the ledger: nothing to refresh or purge is ever lost.
     unknown = sorted(set(held_after_kill) - set(entries))
@@ -191,8 +205,7 @@ def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_conver
     claims = [entry.claimed_until for entry in entries.values() if entry.claimed_until]
     time.sleep(max([0.0] + [until - time.time() for until in claims]) + 0.1)
     keepalive = keepalive_support.Workdir(tmp_path / "keepalive")
-    keepalive.ledger = _ledger_path(work)
-    keepalive_support.write_config(emu, keepalive)
+    keepalive_support.write_config(emu, keepalive, **dict(dict(ledger_path=None), **ledger))
     # --force: every entry it would ever refresh is due now, so one pass shows what it would bring back.
     status, log = keepalive_support.run_once(keepalive, "--force")
     assert status in (0, 1), log
@@ -206,12 +219,12 @@ def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_conver
     assert lapsing == [], "declared present, left unconfirmed and not sent by the keepalive: %s" % lapsing[:5]
 
     # The same declaration again: exactly it, at the operator and in the ledger.
-    result = ModuleRun(emu, work, "again", items, **shape).start().finish()
+    result = ModuleRun(emu, work, ledger, "again", items, **shape).start().finish()
     assert not result.get("failed"), result.get("msg")
     held = _held(emu)
     assert sorted(held) == sorted(present)
     assert dict((number, _route(reg)) for number, reg in held.items()) == present
-    entries = _entries(work)
+    entries = _entries(ledger)
     assert sorted(entries) == sorted(present)
     assert dict((number, entry.registration.route_type) for number, entry in entries.items()) == present
     assert not [number for number, entry in entries.items()
