@@ -33,7 +33,6 @@ config file and the token cache.
 """
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -54,6 +53,7 @@ from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOW
 from .ledger import open_ledger
 from .ledger_entry import isoformat
 from .ledger_sqlite import SqliteLedger
+from .ledger_transfer import copy_ledger
 from .ledger_store import Lease, owner_name
 from .options import CONNECTION, LEDGER, SECRETS, Option, options_in
 from .retry import Deadline
@@ -94,8 +94,6 @@ KEEPALIVE_DEFAULTS = {
 # Every key of the config file, in the order docs/keepalive.md lists them.
 CONFIG_OPTIONS = options_in(CONNECTION, LEDGER) + SETTINGS
 
-# Entries written to the local copy of a shared ledger at a time.
-COPY_BATCH = 10000
 # Held by a pass from start to end, beside the health file (the role's removal waits for it).
 PASS_LOCK_SUFFIX = ".pass.lock"
 # Never refresh one registration more often than this, whatever TTL the API returns.
@@ -348,27 +346,12 @@ class Keepalive:
         made = self._copy_made_at()
         if made is not None and self.clock() - made < self.settings.ledger_copy_interval:
             return
-        fresh = self.copy.path + ".new"
-        for leftover in (fresh, fresh + "-wal", fresh + "-shm", fresh + "-journal"):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
-        target = SqliteLedger(fresh, self.copy.scope, self.settings.lock_timeout, self.clock)
+        self.copy.close()
         try:
-            batch = []
-            for entry in self.configured.find():
-                entry.release()  # a claim in the copy would only hold up the passes that use it
-                batch.append((entry.key, entry))
-                if len(batch) >= COPY_BATCH:
-                    target.insert(batch)
-                    batch = []
-            target.insert(batch)
-        except LedgerError as exc:
+            copy_ledger(self.configured, self.copy.path, self.copy.scope, self.settings.lock_timeout, self.clock)
+        except (LedgerError, OSError) as exc:
             LOG.warning("the local copy %s was not renewed: %s", self.copy.path, exc)
             return
-        finally:
-            target.close()
-        self.copy.close()
-        os.rename(fresh, self.copy.path)
         fsync_directory(os.path.dirname(self.copy.path))
         LOG.debug("renewed the local copy %s of %s", self.copy.path, self.configured.describe())
 

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger_store
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger_store, ledger_transfer
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import LedgerError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 
 ENDPOINT = "api.example:443"
@@ -89,7 +90,6 @@ def _add_many(make_store_args, start, count):
 
 def _reopen(kind, target):
     if kind == "sqlite":
-        from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
         return SqliteLedger(target)
     from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_postgresql import PostgresqlLedger
     return PostgresqlLedger(target)
@@ -307,3 +307,28 @@ def test_insert_adds_entries_in_one_go(make_store):
     entries = [_entry(number) for number in _numbers(2500)]
     store.insert([(entry.key, entry) for entry in entries])
     assert store.count() == 2500 and make_store().count() == 0
+
+
+def test_an_sqlite_ledger_is_imported_once_and_what_the_target_holds_stays(make_store, tmp_path):
+    source = SqliteLedger(str(tmp_path / "source" / "ledger.json"))
+    entries = _fill(source, [_entry(number) for number in _numbers(2500)])
+    entries[0].claimed_by, entries[0].claimed_until = "run:old-host:1:ab", 9e9
+    with source.update([entries[0].key]) as current:
+        current[entries[0].key] = entries[0]
+    target = make_store("host-1")
+    changed = _entry(entries[1].registration.phone_number)
+    changed.last_error = "the target's own, newer"
+    _fill(target, [changed])
+
+    predicted = ledger_transfer.import_ledger(source, target, check_mode=True)
+    assert predicted == dict(source=2500, imported=2499, present=1, target=1) and target.count() == 1
+    assert ledger_transfer.import_ledger(source, target) == dict(source=2500, imported=2499, present=1, target=2500)
+    held = make_store("host-1").read()
+    assert sorted(held) == sorted(entry.key for entry in entries)
+    assert held[changed.key].last_error == "the target's own, newer"  # kept, not overwritten
+    assert held[entries[0].key].claimed_by is None  # the old host's claim does not come along
+    assert held[entries[2].key].row(entries[2].key) == entries[2].row(entries[2].key)
+    # Once: again, nothing is imported; other scopes are untouched.
+    assert ledger_transfer.import_ledger(source, target) == dict(source=2500, imported=0, present=2500, target=2500)
+    assert make_store().count() == 0
+    source.close()
