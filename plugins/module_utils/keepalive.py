@@ -312,8 +312,8 @@ class Keepalive:
                 "registration the module applied elsewhere lapses within its TTL. Point the keepalive at the ledger "
                 "the registration module writes (ledger_store, ledger_path or the database, ledger_scope, and the "
                 "same api_endpoint and credentials), or set expect_empty: true (role: keepalive_expect_empty) where "
-                "no registration is expected yet" % (self.ledger.describe(), self.connection.endpoint,
-                                                      self.connection.principal))
+                "no registration is expected yet"
+                % (self.ledger.describe(), self.connection.endpoint, self.connection.principal))
 
     # ------------------------------------------------------------------------------------------ local copy
 
@@ -528,7 +528,8 @@ class Keepalive:
             updated_at=isoformat(finished),
             updated_at_epoch=finished,
             keepalive=dict(api_endpoint=self.connection.endpoint, principal=self.connection.principal,
-                           ledger_path=self.ledger.location, ledger_scope=self.ledger.scope, refresh_fraction=self.settings.refresh_fraction,
+                           ledger_path=self.ledger.location, ledger_scope=self.ledger.scope,
+                           refresh_fraction=self.settings.refresh_fraction,
                            schedule_interval=lookahead or None, pid=os.getpid()),
             last_run=run,
             last_success_at=isoformat(last_success),

@@ -253,11 +253,11 @@ class PostgresqlLedger(LedgerStore):
                               % (self.describe(), _one_line(exc, self.parameters)))
         except psycopg.OperationalError as exc:
             self.close()
-            raise LedgerUnreachable("lost the PostgreSQL ledger %s: %s" % (self.describe(),
-                                                                            _one_line(exc, self.parameters)))
+            raise LedgerUnreachable("lost the PostgreSQL ledger %s: %s"
+                                    % (self.describe(), _one_line(exc, self.parameters)))
         except psycopg.Error as exc:
-            raise LedgerError("the PostgreSQL ledger %s failed: %s" % (self.describe(),
-                                                                       _one_line(exc, self.parameters)))
+            raise LedgerError("the PostgreSQL ledger %s failed: %s"
+                              % (self.describe(), _one_line(exc, self.parameters)))
 
     def close(self):
         if self._conn is not None and self._pid == os.getpid():

@@ -109,8 +109,8 @@ class SqliteLedger(LedgerStore):
         return rows[0][0] if rows else 0
 
     def holds(self, endpoint, principal):
-        return bool(self._query("SELECT 1 FROM registrations WHERE scope = ? AND endpoint = ? AND principal = ? LIMIT 1",
-                                (self.scope, endpoint, principal)))
+        return bool(self._query("SELECT 1 FROM registrations WHERE scope = ? AND endpoint = ? AND principal = ? "
+                                "LIMIT 1", (self.scope, endpoint, principal)))
 
     def states(self, now, refresh_fraction, expiring_within=None):
         rows = self._query(

@@ -214,8 +214,8 @@ class LedgerStore:
     def _claims_message(self, claims):
         owners = sorted(set(owner for _key, owner, _until in claims))
         return ("%d registration(s) of the ledger %s stayed claimed by %s for %g s (a keepalive batch or another run "
-                "sending calls for them); is it stuck?" % (len(claims), self.describe(), ", ".join(owners),
-                                                          self.lock_timeout))
+                "sending calls for them); is it stuck?"
+                % (len(claims), self.describe(), ", ".join(owners), self.lock_timeout))
 
     @contextlib.contextmanager
     def claimed_update(self, keys, owner, waits_for=None, stop=None):

@@ -205,7 +205,8 @@ class RegistrationService:
                         doomed.append(key)
         if not purge_guard.allowed(len(doomed), holding, max_purge, purge_allowance):
             purge_guard.refuse(len(doomed), holding, "the ledger %s holds for %s at %s" % (
-                self.ledger.describe(), self.connection.principal, self.connection.endpoint), max_purge, purge_allowance)
+                self.ledger.describe(), self.connection.principal, self.connection.endpoint), max_purge,
+                purge_allowance)
         doomed.sort()
         return doomed
 
@@ -567,9 +568,8 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
     plan = dict(purge=bool(options.get("purge")), max_purge=max_purge, purge_allowance=purge_allowance,
                 takeover=takeover)
     with open_ledger(options) as ledger, \
-            Connection.from_options(options, on_token=on_token, offline=check_mode,
-                                    token_cache=None if check_mode else ledger.token_cache(options.get("token_cache_path"))) \
-            as connection:
+            Connection.from_options(options, on_token=on_token, offline=check_mode, token_cache=None if check_mode
+                                    else ledger.token_cache(options.get("token_cache_path"))) as connection:
         service = RegistrationService(connection, ledger)
         result = dict(ledger_path=ledger.location, ledger_scope=ledger.scope)
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
@@ -626,7 +626,7 @@ def _single_result(result, step, service, check_mode, diff):
                   status=None if check_mode else "STATUS_CODE_OK")
     if diff:
         _name, before, after = _diff_entry(step, service.connection.principal)
-        result["diff"] = dict(before=before or {}, after=after or {}, before_header="ledger %s" % service.ledger.describe(),
-                              after_header=reg.label)
+        result["diff"] = dict(before=before or {}, after=after or {},
+                              before_header="ledger %s" % service.ledger.describe(), after_header=reg.label)
     result["warnings"] = service.connection.warnings + service.warnings + service.other_registrations(reg, step.key)
     return result

@@ -7,14 +7,16 @@ takes over what was left unconfirmed, and the next run converges exactly.
 
 The module runs as its own process, exactly as Ansible's module protocol starts it (``python -m <module>
 ARGS.json``), against the emulator with 20 ms of latency per call, and is killed after a random delay (seeded by
-the scenario's name), as soon as the emulator has answered its first delete, or once it has answered every call. A run's claims last 2 x timeout + 1 s (``ledger_store.Lease``):
-the test waits that long before the keepalive pass, as a keepalive after a killed run would.
+the scenario's name), as soon as the emulator has answered its first delete, or once it has answered every call.
+A run's claims last 2 x timeout + 1 s (``ledger_store.Lease``): the test waits that long before the keepalive
+pass, as a keepalive after a killed run would. Every case runs on SQLite, some on PostgreSQL too.
 
 After each kill, with H1 what the emulator holds right after it:
 
 * every registration the emulator holds is in the ledger (confirmed, unconfirmed or pending a delete);
-* one keepalive pass later (``--force``: everything it would ever refresh is due; H2), no registration the run was deleting that H1 no longer held is back, and every
-  registration the run declared present that the ledger holds unconfirmed is held with its declared fields;
+* one keepalive pass later (``--force``: everything it would ever refresh is due; H2), no registration the run was
+  deleting that H1 no longer held is back, and every registration the run declared present that the ledger holds
+  unconfirmed is held with its declared fields;
 * the same declaration run again makes the emulator and the ledger hold exactly it, nothing unconfirmed, pending or
   claimed.
 """
@@ -174,8 +176,8 @@ def _moment(emu, moment, scenario, calls):
 @pytest.mark.parametrize("store, scenario, moment", [
     ("sqlite", scenario, moment) for scenario in sorted(SCENARIOS) for moment in MOMENTS] + [
     ("postgresql", scenario, moment) for scenario, moment in POSTGRESQL_CASES])
-def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_converges(tmp_path, emu, ledger, scenario,
-                                                                                   moment):
+def test_a_run_killed_at_any_moment_leaves_a_ledger_from_which_everything_converges(
+        tmp_path, emu, ledger, scenario, moment):
     emu.reset()
     work = str(tmp_path / "work")
     os.makedirs(work)
