@@ -39,18 +39,21 @@ options:
     description:
       - 'The ledger of O(ledger_store=sqlite): an SQLite database on the host where the module runs.
         Not used with O(ledger_store=postgresql).'
+      - 'When not set, C(/var/lib/wgtwo-sipbreakout/ledger.sqlite) for root and C(~/.local/state/wgtwo.sipbreakout/ledger.sqlite)
+        for other users: the same file for the module and the keepalive when they run as the same
+        user.'
       - Python's own C(sqlite3), write-ahead log, created with mode 0600 in a 0700 directory, as are
         the C(-wal) and C(-shm) files beside it while it is in use. Each update is one transaction,
         so parallel forks and the keepalive can share it, and adding one registration to a ledger
         of a million writes one row.
-      - 'The default was C(~/.local/state/wgtwo.sipbreakout/ledger.json) in earlier versions: that
-        older default is used when it exists and C(ledger.sqlite) does not.'
+      - 'Earlier versions named the default C(ledger.json) (in C(~/.local/state/wgtwo.sipbreakout/)
+        for the module, in C(/var/lib/wgtwo-sipbreakout/) for the keepalive): a ledger at such a name
+        is used when it exists and the new default does not, so an upgrade keeps using it.'
       - A ledger of an earlier version of this collection (a JSON file) is converted at the same path
         the first time a task or the keepalive uses it, even in check mode; the JSON file is kept
         as C(<ledger_path>.json-v1.bak).
       - A corrupt ledger, or another program's database, fails the task and is left untouched.
     type: path
-    default: ~/.local/state/wgtwo.sipbreakout/ledger.sqlite
   ledger_scope:
     description:
       - Which set of registrations in the ledger this task works on, so that one ledger, above all

@@ -21,7 +21,7 @@ import re
 
 from .auth import USER_PRINCIPAL_PREFIX
 from .errors import ValidationError
-from .ledger import entry_key, isoformat
+from .ledger_entry import entry_key, isoformat
 
 ADOPT, DELETE = "adopt", "delete"
 PREVIOUS_ENTRIES = (ADOPT, DELETE)

@@ -23,7 +23,7 @@ import time
 
 from . import adoption
 from .errors import LedgerError
-from .ledger import Ledger, isoformat
+from .ledger_entry import isoformat
 from .statefile import StateFile, write_atomically
 
 LIVE = "live"
@@ -160,11 +160,10 @@ class HealthFile:
             body.update(report)
 
 
-def report_from_files(ledger_path, health_path=None, expiring_within=None, health_max_age=900.0, clock=time.time):
-    """What ``registration_info`` returns: the ledger's registrations with their states, and the keepalive's
-    last report if ``health_path`` is given. Reads only; a missing ledger is an empty one."""
+def report_from_files(ledger, health_path=None, expiring_within=None, health_max_age=900.0, clock=time.time):
+    """What ``registration_info`` returns: the registrations of ``ledger`` (a store) with their states, and the
+    keepalive's last report if ``health_path`` is given. Reads only; a missing ledger is an empty one."""
     now = clock()
-    ledger = Ledger(ledger_path)
     refresh_fraction = DEFAULT_REFRESH_FRACTION
     keepalive = None
     owner = {}  # the endpoint and principal the keepalive refreshes, from its last report
@@ -193,7 +192,7 @@ def report_from_files(ledger_path, health_path=None, expiring_within=None, healt
     # The module returns every registration, so these are read whole; the counts come from the database.
     result = summarize(ledger, now, refresh_fraction, expiring_within=expiring_within, limit=None)
     result.update(registrations=sorted((describe_now(entry) for entry in ledger.find()), key=_order),
-                  keepalive=keepalive, checked_at=isoformat(now), ledger_path=ledger.path,
+                  keepalive=keepalive, checked_at=isoformat(now), ledger_path=ledger.location,
                   principals=adoption.principals(ledger.find(), now, owner.get("api_endpoint"),
                                                  owner.get("principal")),
                   orphans=None if not owner.get("principal") else sorted(adoption.orphans(
@@ -225,7 +224,7 @@ def _sample(name, value, labels=None):
 def render_metrics(report, entries=None):
     """The Prometheus text exposition (textfile collector format) of a health report, line by line.
 
-    With ``entries`` (a function returning an iterator of ``LedgerEntry``, such as ``Ledger.find``), also one
+    With ``entries`` (a function returning an iterator of ``LedgerEntry``, such as a store's ``find``), also one
     series per registration, written as they are read: called once for each such metric."""
     run = report.get("last_run") or {}
 

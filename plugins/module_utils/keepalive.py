@@ -15,7 +15,7 @@ credentials, the ledger), with the modules' types and defaults except ``KEEPALIV
 
     {
       "client_id": "...", "client_secret": "...",
-      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.json",
+      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.sqlite",
       "metrics_path": "/var/lib/prometheus/node-exporter/wgtwo_sipbreakout.prom",
       "concurrency": 256
     }
@@ -47,12 +47,17 @@ import time
 from .adoption import takeover_hint
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
-from .errors import LedgerError, SipBreakoutError, ValidationError
+from .errors import LedgerError, LedgerUnreachable, SipBreakoutError, ValidationError
 from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, HealthFile, empty_summary, \
     hostname, render_metrics, summarize, write_textfile
-from .ledger import Ledger, isoformat
+from .ledger import open_ledger
+from .ledger_entry import isoformat
+from .ledger_sqlite import SqliteLedger
+from .ledger_transfer import copy_ledger
+from .ledger_store import Lease, owner_name
 from .options import CONNECTION, LEDGER, SECRETS, Option, options_in
 from .retry import Deadline
+from .statefile import fsync_directory, locked
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 PROG = "wgtwo-sipbreakout-keepalive"
@@ -76,17 +81,21 @@ SETTINGS = (
     Option("max_sleep", KEEPALIVE, "float", 300.0),
     Option("concurrency", KEEPALIVE, "int", DEFAULT_CONCURRENCY),
     Option("batch_size", KEEPALIVE, "int", 5000),
+    Option("expect_empty", KEEPALIVE, "bool", False),
+    Option("ledger_copy_path", KEEPALIVE, "path", DEFAULT_STATE_DIR + "/ledger-copy.sqlite"),
+    Option("ledger_copy_interval", KEEPALIVE, "float", 300.0),
 )
 # Where the keepalive's default differs from the modules': it keeps its files in its own root-only state directory
 # (the modules' are per user), and a pass waits longer for a module run, which may hold the ledger for minutes.
 KEEPALIVE_DEFAULTS = {
     "token_cache_path": DEFAULT_STATE_DIR + "/tokens.json",
-    "ledger_path": DEFAULT_STATE_DIR + "/ledger.json",
     "lock_timeout": 120.0,
 }
 # Every key of the config file, in the order docs/keepalive.md lists them.
 CONFIG_OPTIONS = options_in(CONNECTION, LEDGER) + SETTINGS
 
+# Held by a pass from start to end, beside the health file (the role's removal waits for it).
+PASS_LOCK_SUFFIX = ".pass.lock"
 # Never refresh one registration more often than this, whatever TTL the API returns.
 MIN_REFRESH_SECONDS = 1.0
 MIN_SLEEP = 0.05
@@ -215,13 +224,28 @@ def _spread(key, upserted_at):
 class Keepalive:
     """Refreshes the registrations of one ledger that belong to one endpoint and one set of credentials."""
 
-    def __init__(self, settings, connection, clock=time.time, stop=None):
+    def __init__(self, settings, connection, clock=time.time, stop=None, ledger=None):
         self.settings = settings
         self.connection = connection
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.ledger = Ledger(settings.ledger_path, lock_timeout=settings.lock_timeout, clock=clock)
+        # The configured ledger, and the one a pass works on: the same, or its local copy while the configured
+        # (shared) one cannot be reached.
+        self.configured = ledger or open_ledger(settings.values, clock=clock)
+        self.ledger = self.configured
+        self.copy = None
+        if self.configured.shared and settings.ledger_copy_path:
+            self.copy = SqliteLedger(settings.ledger_copy_path, self.configured.scope, settings.lock_timeout, clock)
         self.health = HealthFile(settings.health_path)
+        # Who this worker is in the ledger's claims; a batch's claims last long enough for its calls to end.
+        self.owner = owner_name("keepalive")
+        self.lease = Lease(self.ledger, self.owner, connection.timeout, clock)
+
+    def passing(self):
+        """``with keepalive.passing():`` around a pass: one pass of this keepalive at a time on this host (a manual
+        ``--once`` waits for the timer's), and the role's removal waits for it. Module runs never take it: they
+        wait only for the entries a batch claims."""
+        return locked(self.health.path + PASS_LOCK_SUFFIX, self.settings.lock_timeout, stop=self.stop)
 
     # ------------------------------------------------------------------------------------------ scheduling
 
@@ -247,7 +271,8 @@ class Keepalive:
         """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run.
 
         ``key``, when known, saves computing the entry's key."""
-        due = self.refresh_at(entry, key) - lookahead
+        # An unconfirmed entry (a run decided it and was killed, or lost the answer) is sent as soon as it can be.
+        due = 0.0 if entry.unconfirmed else self.refresh_at(entry, key) - lookahead
         failing = entry.last_error and entry.last_attempt_at is not None
         if failing and entry.last_attempt_at >= (entry.upserted_at or 0.0):
             due = max(due, entry.last_attempt_at + self.retry_delay(entry, key))
@@ -263,18 +288,81 @@ class Keepalive:
         started = self.clock()
         run = dict(mode=mode, started_at=isoformat(started), started_at_epoch=started, due=0, refreshed=0,
                    failed=0, skipped=0, error=None)
+        outage = self._choose_ledger(run)
         try:
-            self._refresh_due(started, force, lookahead, run)
+            if self.settings.expect_empty or self.ledger.holds(self.connection.endpoint, self.connection.principal):
+                self._refresh_due(started, force, lookahead, run)
+            else:
+                run["error"] = self._nothing_to_refresh()
+                LOG.error("%s", run["error"])
         except LedgerError as exc:
             run["error"] = str(exc)
             LOG.error("%s", exc)
-        return self._report(run, lookahead)
+        if outage is not None:
+            run["error"] = run["error"] or str(outage)
+        try:
+            return self._report(run, lookahead)
+        finally:
+            if outage is None and self.copy is not None and not run["error"]:
+                self._keep_copy()
+            self.ledger = self.lease.store = self.configured
+
+    def _nothing_to_refresh(self):
+        return ("the ledger %s holds no registration of %s as %s, so this keepalive refreshes nothing and every "
+                "registration the module applied elsewhere lapses within its TTL. Point the keepalive at the ledger "
+                "the registration module writes (ledger_store, ledger_path or the database, ledger_scope, and the "
+                "same api_endpoint and credentials), or set expect_empty: true (role: keepalive_expect_empty) where "
+                "no registration is expected yet"
+                % (self.ledger.describe(), self.connection.endpoint, self.connection.principal))
+
+    # ------------------------------------------------------------------------------------------ local copy
+
+    def _choose_ledger(self, run):
+        """The ledger of this pass: the configured one, or its local copy when that one cannot be reached (then the
+        reason, which the pass reports as its error, else None)."""
+        if self.copy is None:
+            return None
+        try:
+            self.configured.holds(self.connection.endpoint, self.connection.principal)
+            return None
+        except LedgerUnreachable as exc:
+            made = self._copy_made_at()
+            outage = LedgerUnreachable("%s; refreshing from its local copy %s (made %s) until it is back" % (
+                exc, self.copy.path, "at %s" % isoformat(made) if made is not None else "never: there is none"))
+            LOG.error("%s", outage)
+            run["ledger_copy"] = dict(path=self.copy.path, made_at=isoformat(made), made_at_epoch=made)
+            self.ledger = self.lease.store = self.copy
+            return outage
+
+    def _copy_made_at(self):
+        try:
+            return os.path.getmtime(self.copy.path)
+        except OSError:
+            return None
+
+    def _keep_copy(self):
+        """Copy the configured ledger's scope to the local copy when the copy is older than
+        ``ledger_copy_interval``: written beside it, then renamed over it, so that it is always whole."""
+        made = self._copy_made_at()
+        if made is not None and self.clock() - made < self.settings.ledger_copy_interval:
+            return
+        self.copy.close()
+        try:
+            copy_ledger(self.configured, self.copy.path, self.copy.scope, self.settings.lock_timeout, self.clock)
+        except (LedgerError, OSError) as exc:
+            LOG.warning("the local copy %s was not renewed: %s", self.copy.path, exc)
+            return
+        fsync_directory(os.path.dirname(self.copy.path))
+        LOG.debug("renewed the local copy %s of %s", self.copy.path, self.configured.describe())
 
     def _refresh_due(self, started, force, lookahead, run):
-        """Send and record what is due, ``batch_size`` at a time, most urgent first.
+        """Claim, send and record what is due, ``batch_size`` at a time, most urgent first.
 
-        The caller holds the ledger's apply lock exclusively, so no module run sends or records anything between
-        the read that chose a batch and the update that records what this pass did with it.
+        Each batch is claimed in one short transaction (entries nobody else holds: another worker's batch, or a
+        run that is changing them), sent, then recorded and released: no lock is held during the calls, several
+        workers split the work, and a module run waits at most for one batch. A batch starts no call later than
+        its claim allows for that call to end (``batch_seconds``); what it did not send is left for the next
+        pass, and a worker killed mid-batch loses its claims within ``Lease.seconds``.
         """
         endpoint, principal = self.connection.endpoint, self.connection.principal
         # The database cannot compute the jitter: it selects every entry whose earliest possible refresh point is
@@ -286,13 +374,14 @@ class Keepalive:
         lowest = self.settings.concurrency
         position = None
         while not self.stop.is_set():
-            candidates, position = self.ledger.expiring(
-                endpoint, principal, self.settings.batch_size, before=None if force else started + lookahead,
-                lead=lead, default_ttl=DOCUMENTED_TTL, longest_ttl=longest, untried_since=started, after=position)
-            if not candidates:
-                break
-            due = [(key, entry) for key, entry in candidates
-                   if force or self.next_attempt_at(entry, lookahead, key) <= started]
+            previous = position
+            due, position = self.ledger.claim_due(
+                endpoint, principal, self.settings.batch_size, self.owner, self.lease.until(),
+                lambda key, entry: force or self.next_attempt_at(entry, lookahead, key) <= started,
+                before=None if force else started + lookahead, lead=lead, default_ttl=DOCUMENTED_TTL,
+                longest_ttl=longest, untried_since=started, after=position)
+            if position == previous:
+                break  # nothing more to look at
             if not due:
                 continue
             run["due"] += len(due)
@@ -311,20 +400,22 @@ class Keepalive:
             LOG.warning("%s", warning)
 
     def _refresh_batch(self, due, blocker, run):
-        """Upsert every entry of ``due`` on the one channel, ``concurrency`` in flight, and record them together;
-        returns the fewest calls that were allowed in flight."""
+        """Upsert every entry of ``due`` (claimed) on the one channel, ``concurrency`` in flight, and record them
+        together; returns the fewest calls that were allowed in flight."""
 
         def on_done(call):
             if call.api_down and not blocker:
                 blocker.append(call.error)
 
+        # Calls start only while one can still end within the claim.
+        last_start = self.clock() + self.lease.seconds - self.lease.call_seconds - 1.0
         calls = [Call(entry.registration) for _key, entry in due]
         lowest = self.settings.concurrency
         try:
             if not blocker:
-                lowest = self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
-                                                    stop=lambda: bool(blocker) or self.stop.is_set(),
-                                                    clock=self.clock)
+                lowest = self.connection.client.run(
+                    calls, concurrency=self.settings.concurrency, on_done=on_done, clock=self.clock,
+                    stop=lambda: bool(blocker) or self.stop.is_set() or self.clock() > last_start)
         finally:
             # Also when something unexpected interrupts the calls: what was refreshed is recorded.
             with self.ledger.update([key for key, _entry in due]) as current:
@@ -333,17 +424,20 @@ class Keepalive:
         return lowest
 
     def _record(self, entry, sent, call, blocker, run):
-        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""
-        if entry is None or not self.owns(entry) or entry.registration != sent.registration:
-            # Only a hand edit can do this while the apply lock is held; what is in the ledger now stays.
+        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``, and release it."""
+        if (entry is None or not self.owns(entry) or entry.registration != sent.registration or entry.delete_pending
+                or entry.claimed_by != self.owner):
+            # This worker's claim ran out and a run or another worker decided on it since: theirs stands.
             LOG.info("%s changed in the ledger during the pass; not recorded", sent.registration.label)
             run["skipped"] += 1
             return
+        entry.release()
         label = entry.registration.label
         if call.ok:
             left = entry.expires_at - call.sent_at if entry.expires_at is not None else None
             entry.upserted_at = call.sent_at
             entry.time_to_live = call.time_to_live
+            entry.unconfirmed = False
             entry.last_error = None
             entry.last_attempt_at = call.sent_at
             run["refreshed"] += 1
@@ -398,7 +492,7 @@ class Keepalive:
         if count > len(first):
             warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for the "
                             "same reasons; registration_info lists them (orphans)" % (count - len(first),
-                                                                                      self.ledger.path))
+                                                                                      self.ledger.describe()))
         if lookahead > 0:
             # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
             # between two passes is lost in between.
@@ -434,7 +528,8 @@ class Keepalive:
             updated_at=isoformat(finished),
             updated_at_epoch=finished,
             keepalive=dict(api_endpoint=self.connection.endpoint, principal=self.connection.principal,
-                           ledger_path=self.ledger.path, refresh_fraction=self.settings.refresh_fraction,
+                           ledger_path=self.ledger.location, ledger_scope=self.ledger.scope,
+                           refresh_fraction=self.settings.refresh_fraction,
                            schedule_interval=lookahead or None, pid=os.getpid()),
             last_run=run,
             last_success_at=isoformat(last_success),
@@ -488,7 +583,11 @@ class Keepalive:
                     endpoint, principal, self.settings.batch_size, before=soonest, lead=lead,
                     default_ttl=DOCUMENTED_TTL, longest_ttl=longest, after=position)
                 for key, entry in candidates:
-                    soonest = min(soonest, self.next_attempt_at(entry, key=key))
+                    due = self.next_attempt_at(entry, key=key)
+                    if entry.claimed(now):
+                        # Another worker or a run is on it: it is due again, if at all, once that claim is over.
+                        due = max(due, entry.claimed_until)
+                    soonest = min(soonest, due)
                 if not candidates:
                     break
         except LedgerError:
@@ -498,17 +597,18 @@ class Keepalive:
     def loop(self):
         """Pass, sleep until the next one is due, repeat until ``stop`` is set (SIGTERM)."""
         LOG.info("keepalive started for %s as %s, ledger %s", self.connection.endpoint, self.connection.principal,
-                 self.ledger.path)
+                 self.ledger.describe())
         while not self.stop.is_set():
             try:
-                # Held only during a pass, so module runs and a manual --once run can go in between.
-                with self.ledger.applying(exclusive=True, stop=self.stop):
+                with self.passing():
                     self.run_pass(mode="loop")
             except LedgerError as exc:
                 LOG.error("%s", exc)
             sleep = self.seconds_to_next()
             # Opened again after the sleep: a ledger restored or moved meanwhile is the one the next pass reads.
             self.ledger.close()
+            if self.copy is not None:
+                self.copy.close()
             self.stop.wait(sleep)
         LOG.info("keepalive stopped")
 
@@ -574,13 +674,15 @@ def main(argv=None):
             return EXIT_CONFIG
     try:
         settings = load_config(args.config)
-        connection = Connection.from_options(settings.connection_options())
+        ledger = open_ledger(settings.values)
+        connection = Connection.from_options(settings.connection_options(),
+                                             token_cache=ledger.token_cache(settings.token_cache_path))
     except SipBreakoutError as exc:
         LOG.error("%s", exc)
         return EXIT_CONFIG
     if args.check_config:
         LOG.info("%s is valid: %s as %s, ledger %s", args.config, connection.endpoint, connection.principal,
-                 settings.ledger_path)
+                 ledger.describe())
         return EXIT_OK
 
     stop = threading.Event()
@@ -591,7 +693,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    keepalive = Keepalive(settings, connection, stop=stop)
+    keepalive = Keepalive(settings, connection, stop=stop, ledger=ledger)
     try:
         if args.splay > 0 and stop.wait(random.uniform(0, args.splay)):
             return EXIT_OK
@@ -599,13 +701,12 @@ def main(argv=None):
             keepalive.loop()
             return EXIT_OK
         try:
-            # Exclusive: no other pass, and no module run between its API calls and their ledger update.
-            with keepalive.ledger.applying(exclusive=True, stop=stop):
+            with keepalive.passing():
                 run = keepalive.run_pass(force=args.force, lookahead=settings.schedule_interval)
         except LedgerError as exc:
             LOG.error("%s", exc)
             return EXIT_FAILED
         return EXIT_FAILED if run["outcome"] == "failed" else EXIT_OK
     finally:
-        keepalive.ledger.close()
+        keepalive.configured.close()
         connection.close()

@@ -320,6 +320,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import LEDGER_ARGSPEC
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import SipBreakoutError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.health import report_from_files
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import open_ledger
 
 
 def main():
@@ -331,9 +332,10 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     try:
-        result = report_from_files(module.params["ledger_path"], health_path=module.params["health_path"],
-                                   expiring_within=module.params["expiring_within"],
-                                   health_max_age=module.params["health_max_age"])
+        with open_ledger(module.params) as ledger:
+            result = report_from_files(ledger, health_path=module.params["health_path"],
+                                       expiring_within=module.params["expiring_within"],
+                                       health_max_age=module.params["health_max_age"])
     except SipBreakoutError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)

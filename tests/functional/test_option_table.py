@@ -61,8 +61,8 @@ def test_the_keepalive_config_template_writes_only_keys_the_program_takes():
 
 
 def _as_config(option, value):
-    """A role variable's default as the config file gets it: an empty metrics path means none."""
-    if option.name == "metrics_path" and value == "":
+    """A role variable's default as the config file gets it: an empty metrics or ledger path means none."""
+    if option.name in ("metrics_path", "ledger_path") and value == "":
         return None
     return value
 

@@ -10,7 +10,8 @@ import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import adoption
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import Item, RegistrationService
 
@@ -28,7 +29,7 @@ def _reg(uri, number=ALICE_NUMBER, route_type="loop"):
 
 
 def _ledger(tmp_path, *entries):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "ledger.json"))
     with ledger.update() as held:
         for principal, registration, extra in entries:
             entry = LedgerEntry(ENDPOINT, principal, registration, upserted_at=NOW - 600, time_to_live=3600.0,
@@ -38,7 +39,7 @@ def _ledger(tmp_path, *entries):
 
 
 def _service(ledger, principal=NEW):
-    connection = types.SimpleNamespace(endpoint=ENDPOINT, principal=principal)
+    connection = types.SimpleNamespace(endpoint=ENDPOINT, principal=principal, timeout=10.0)
     return RegistrationService(connection, ledger, clock=lambda: NOW)
 
 

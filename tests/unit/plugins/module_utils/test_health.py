@@ -9,7 +9,8 @@ import re
 import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import health
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 
 
@@ -40,7 +41,7 @@ def test_an_entry_without_a_confirmed_upsert_is_lapsed():
 
 
 def _ledger(tmp_path, entries):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "ledger.json"))
     with ledger.update() as current:
         for entry in entries:
             current[entry.key] = entry
@@ -91,23 +92,23 @@ def test_the_databases_counts_are_classifys(tmp_path, within, fraction):
 
 
 def test_report_from_files_without_health_or_ledger(tmp_path):
-    report = health.report_from_files(str(tmp_path / "none.json"), health_path=str(tmp_path / "h.json"),
+    report = health.report_from_files(SqliteLedger(str(tmp_path / "none.json")), health_path=str(tmp_path / "h.json"),
                                       clock=lambda: 0.0)
     assert report["registrations"] == [] and report["keepalive"]["found"] is False
     assert report["keepalive"]["stale"] is True
 
 
 def test_report_from_files_reads_the_keepalives_refresh_fraction(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "ledger.json"))
     entry = _entry("+4799990001")
     with ledger.update() as entries:
         entries[entry.key] = entry
     health.HealthFile(str(tmp_path / "h.json")).write({"updated_at_epoch": 1990.0, "keepalive": {
         "refresh_fraction": 0.9}})
-    report = health.report_from_files(ledger.path, health_path=str(tmp_path / "h.json"), clock=lambda: 2000.0)
+    report = health.report_from_files(ledger, health_path=str(tmp_path / "h.json"), clock=lambda: 2000.0)
     assert report["registrations"][0]["state"] == "expiring"  # 2600 s left < 90 % of 3600 s
     assert report["keepalive"]["age_seconds"] == 10.0 and report["keepalive"]["stale"] is False
-    assert health.report_from_files(ledger.path, clock=lambda: 2000.0)["registrations"][0]["state"] == "live"
+    assert health.report_from_files(ledger, clock=lambda: 2000.0)["registrations"][0]["state"] == "live"
 
 
 def test_metrics_text_format_and_atomic_world_readable_file(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import keepalive
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError, AuthError, \
     NotAcceptableError, ValidationError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 
 ENDPOINT = "api.example:443"
@@ -30,7 +31,7 @@ def test_config_defaults_and_checks(tmp_path):
     path = tmp_path / "keepalive.json"
     _write(path, {"client_id": "c1", "client_secret": "hidden-value", "metrics_path": "/m/k.prom"})
     settings = keepalive.load_config(str(path))
-    assert settings.ledger_path == "/var/lib/wgtwo-sipbreakout/ledger.json"
+    assert settings.ledger_path is None  # ledger.default_ledger_path(), as the module's
     assert settings.token_cache_path == "/var/lib/wgtwo-sipbreakout/tokens.json"
     assert settings.refresh_fraction == pytest.approx(1 / 3.0)
     assert settings.connection_options()["client_secret"] == "hidden-value"
@@ -61,7 +62,7 @@ def test_config_refuses_bad_values_naming_the_key(data, option):
 def test_a_null_setting_takes_its_default():
     settings = keepalive.parse_config({"jitter": None, "ledger_path": None, "concurrency": None}, "cfg.json")
     assert settings.jitter == 0.25 and settings.concurrency == keepalive.DEFAULT_CONCURRENCY
-    assert settings.ledger_path == "/var/lib/wgtwo-sipbreakout/ledger.json"
+    assert settings.ledger_path is None
 
 
 def test_invalid_json_is_reported_without_its_content(tmp_path):
@@ -131,7 +132,7 @@ def _setup(tmp_path, entries, errors=None, token_error=None, **config):
     settings = keepalive.parse_config(dict(dict(ledger_path=str(tmp_path / "ledger.json"),
                                                 health_path=str(tmp_path / "health.json"),
                                                 metrics_path=str(tmp_path / "k.prom")), **config))
-    ledger = Ledger(settings.ledger_path)
+    ledger = SqliteLedger(settings.ledger_path)
     with ledger.update() as current:
         for number, upserted_at, principal in entries:
             reg = Registration.create(phone_number=number, sip_uri="sips:pbx.example.com", route_type="loop")
@@ -228,7 +229,7 @@ def test_each_batch_is_recorded_before_the_next_is_sent(tmp_path):
 
     def run_and_look(calls, **kwargs):
         # What another process reads from the ledger when each batch starts: the earlier batches, refreshed.
-        recorded.append(sum(1 for entry in Ledger(ledger.path).find() if entry.upserted_at >= 10000.0))
+        recorded.append(sum(1 for entry in SqliteLedger(ledger.path).find() if entry.upserted_at >= 10000.0))
         return run(calls, **kwargs)
 
     client.run = run_and_look
@@ -267,7 +268,7 @@ def _peak_of_a_pass(tmp_path, count):
     settings = keepalive.parse_config(dict(ledger_path=str(tmp_path / "ledger.json"),
                                            health_path=str(tmp_path / "health.json"),
                                            metrics_path=str(tmp_path / "k.prom"), batch_size=50))
-    ledger = Ledger(settings.ledger_path)
+    ledger = SqliteLedger(settings.ledger_path)
     with ledger.update() as current:
         for number in range(count):
             reg = Registration.create(phone_number="+4798%07d" % number, sip_uri="sips:pbx.example.com",
