@@ -14,11 +14,16 @@ import yaml
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import keepalive
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.options import CONNECTION, CREDENTIAL_OPTIONS, \
-    OPTION_BY_NAME, SECRETS, options_in
+    LEDGER, OPTION_BY_NAME, SECRETS, names_in, options_in
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # keepalive_connection holds the connection options but this one, which is a role variable of its own.
 KEEPALIVE_OWN_VARIABLE = "token_cache_path"
+# keepalive_ledger holds the ledger options but this one, a role variable of its own (keepalive_ledger_path).
+KEEPALIVE_OWN_LEDGER_VARIABLE = "ledger_path"
+# The ledger options the pbx role takes as sipbreakout_<name>: the pbx role chooses the SQLite ledger's path on the
+# host itself, and lock_timeout keeps its defaults.
+PBX_LEDGER_OPTIONS = tuple(name for name in names_in(LEDGER) if name not in ("ledger_path", "lock_timeout"))
 
 
 def _text(path):
@@ -51,6 +56,18 @@ def test_keepalive_connection_is_the_connection_options():
         assert "default" not in spec, option  # the program's defaults apply
 
 
+def test_keepalive_ledger_is_the_ledger_options():
+    suboptions = _keepalive_role_spec()["keepalive_ledger"]["options"]
+    expected = [option for option in options_in(LEDGER) if option.name != KEEPALIVE_OWN_LEDGER_VARIABLE]
+    assert sorted(suboptions) == sorted(option.name for option in expected)
+    for option in expected:
+        spec = suboptions[option.name]
+        assert spec["type"] == ("str" if option.type == "path" else option.type), option
+        assert spec.get("no_log", False) is option.secret, option
+        assert tuple(spec.get("choices", ())) == option.choices, option
+        assert "default" not in spec, option
+
+
 def test_the_keepalive_config_template_writes_only_keys_the_program_takes():
     template = _text("roles/keepalive/templates/keepalive.json.j2")
     written = _keys(template)
@@ -58,6 +75,7 @@ def test_the_keepalive_config_template_writes_only_keys_the_program_takes():
     assert written and set(written) <= taken
     assert KEEPALIVE_OWN_VARIABLE in written
     assert "keepalive_connection | dict2items" in template
+    assert "keepalive_ledger | dict2items" in template
 
 
 def _as_config(option, value):
@@ -83,7 +101,8 @@ def test_the_keepalive_roles_defaults_are_the_programs():
             else:
                 assert _as_config(option, value) == expected, variable
         checked.append(option.name)
-    assert {"token_cache_path", "ledger_path", "health_path", "concurrency"} <= set(checked)
+    assert {"token_cache_path", "ledger_path", "health_path", "concurrency", "ledger_copy_path",
+            "ledger_copy_interval", "expect_empty"} <= set(checked)
 
 
 def _pbx_task(name_start):
@@ -91,22 +110,44 @@ def _pbx_task(name_start):
     return next(task for task in tasks if task["name"].startswith(name_start))
 
 
-def test_the_pbx_role_passes_each_credential_option_from_its_variable():
+def test_the_pbx_role_passes_each_credential_and_ledger_option_from_its_variable():
     arguments = _pbx_task("Register at the operator")["wgtwo.sipbreakout.registration"]
     passed = set(arguments) & set(OPTION_BY_NAME)
-    assert passed == set(CREDENTIAL_OPTIONS) | {"ledger_path", "token_cache_path"}
+    assert passed == set(CREDENTIAL_OPTIONS) | set(PBX_LEDGER_OPTIONS) | {"ledger_path", "token_cache_path"}
     for name in CREDENTIAL_OPTIONS:
         assert "sipbreakout_%s " % name in arguments[name], name
+    # The scope is derived (validate_play.yml), the CA copied to the host; the others are the variables as given.
+    assert "_pbx_ledger_scope" in arguments["ledger_scope"]
+    assert "__pbx_ledger_ca" in arguments["ca_cert"] and "sipbreakout_ca_cert " in arguments["ca_cert"]
+    for name in set(PBX_LEDGER_OPTIONS) - {"ledger_scope", "ca_cert"}:
+        assert re.search(r"\bsipbreakout_%s\b" % name, arguments[name]), name
     keepalive_vars = _pbx_task("Keep the registrations alive")["vars"]
     assert sorted(_keys(keepalive_vars["keepalive_connection"])) == sorted(CREDENTIAL_OPTIONS)
     for name in CREDENTIAL_OPTIONS:
         assert "sipbreakout_%s " % name in keepalive_vars["keepalive_connection"], name
+    # The keepalive gets the module's ledger: the same options, from the same variables.
+    assert sorted(_keys(keepalive_vars["keepalive_ledger"])) == sorted(PBX_LEDGER_OPTIONS)
+    for name in set(PBX_LEDGER_OPTIONS) - {"ledger_scope", "ca_cert"}:
+        assert re.search(r"\bsipbreakout_%s\b" % name, keepalive_vars["keepalive_ledger"]), name
+    assert keepalive_vars["keepalive_ledger_path"] == "{{ _pbx_ledger_path }}"
+    assert arguments["ledger_path"] == "{{ omit if _pbx_ledger_shared else _pbx_ledger_path }}"
 
 
-def test_the_pbx_roles_credential_variables_hide_the_secrets():
+def test_the_pbx_roles_credential_and_ledger_variables_hide_the_secrets():
     spec = _yaml("roles/pbx/meta/argument_specs.yml")["argument_specs"]["main"]["options"]
-    for name in CREDENTIAL_OPTIONS:
+    defaults = _yaml("roles/pbx/defaults/main.yml")
+    for name in CREDENTIAL_OPTIONS + PBX_LEDGER_OPTIONS:
         assert spec["sipbreakout_%s" % name].get("no_log", False) is OPTION_BY_NAME[name].secret, name
+    for name in PBX_LEDGER_OPTIONS:
+        option, variable = OPTION_BY_NAME[name], spec["sipbreakout_%s" % name]
+        assert variable["type"] == ("str" if option.type == "path" else option.type), name
+        assert tuple(variable.get("choices", ())) == option.choices, name
+        if name == "ledger_scope":
+            assert variable["default"] == defaults["sipbreakout_ledger_scope"] == ""  # derived, see the role
+        elif option.default is not None:
+            assert variable["default"] == defaults["sipbreakout_%s" % name] == option.default, name
+        else:
+            assert "default" not in variable and "sipbreakout_%s" % name not in defaults, name
 
 
 def _config_table():
