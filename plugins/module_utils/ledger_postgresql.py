@@ -234,7 +234,12 @@ class PostgresqlLedger(LedgerStore):
 
     @staticmethod
     def _schema_version(conn):
-        if conn.execute("SELECT to_regclass('sipbreakout_schema')").fetchone()[0] is None:
+        # pg_class read with the statement's snapshot, not to_regclass(): that one answers from the backend's
+        # relation cache, which the advisory lock does not refresh, so a process that waited for another's first
+        # creation would still miss the table and create it again ("already exists").
+        if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                            "ON n.oid = c.relnamespace WHERE c.relname = 'sipbreakout_schema' "
+                            "AND n.nspname = ANY (current_schemas(false)))").fetchone()[0]:
             return None
         row = conn.execute("SELECT version FROM sipbreakout_schema WHERE name = 'ledger'").fetchone()
         return row[0] if row else None

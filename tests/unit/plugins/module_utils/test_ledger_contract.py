@@ -332,3 +332,30 @@ def test_an_sqlite_ledger_is_imported_once_and_what_the_target_holds_stays(make_
     assert ledger_transfer.import_ledger(source, target) == dict(source=2500, imported=0, present=2500, target=2500)
     assert make_store().count() == 0
     source.close()
+
+
+def _first_write(make_store, start, results):
+    store = make_store()
+    try:
+        store.count()  # a read first: the ledger does not exist yet
+        while time.time() < start:
+            time.sleep(0.001)
+        _fill(store, [_entry("+4798%06d" % multiprocessing.current_process().pid)])
+        results.put("ok")
+    except Exception as exc:  # pylint: disable=broad-except
+        results.put(repr(exc))
+
+
+def test_processes_that_write_a_new_ledger_at_once_create_it_once(make_store):
+    # Cluster nodes and AWX slices make their first writes at the same time: one creates the tables, the others
+    # wait for it and use them (a process that waited must not find them missing and create them again).
+    results = multiprocessing.get_context("fork").Queue()
+    start = time.time() + 1.0
+    processes = [multiprocessing.get_context("fork").Process(target=_first_write, args=(make_store, start, results))
+                 for _index in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [results.get(timeout=5) for _process in processes] == ["ok"] * 4
+    assert make_store().count() == 4
