@@ -43,6 +43,13 @@ if [[ ! -s "$SIPBREAKOUT_EMULATOR_STATE/emulator.json" ]]; then
     trap 'emulator stop "$SIPBREAKOUT_EMULATOR_STATE" >/dev/null || true' EXIT
 fi
 
+# The shared ledger of the cluster scenario: the test PostgreSQL (hack/postgresql.py), started here or reused and
+# left running (`make test` stops it at its end, `make postgresql-stop` by hand). The containers share the host's
+# network, so they reach it on 127.0.0.1; the scenarios read its description (postgresql.json).
+export SIPBREAKOUT_TEST_POSTGRESQL="${SIPBREAKOUT_TEST_POSTGRESQL:-${SIPBREAKOUT_ROOT}/.build/postgresql/postgresql.json}"
+"${PYTHON:-${SIPBREAKOUT_ROOT}/.venv/bin/python}" "$SIPBREAKOUT_ROOT/hack/postgresql.py" start \
+    "$(dirname "$SIPBREAKOUT_TEST_POSTGRESQL")" >/dev/null
+
 # molecule reads scenarios from extensions/molecule/ when it runs in the collection's root.
 cd "$SIPBREAKOUT_ROOT"
 "$molecule" "$@"

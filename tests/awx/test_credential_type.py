@@ -14,6 +14,7 @@ import subprocess
 import pytest
 import yaml
 
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_postgresql import CONNECTION_OPTIONS
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.options import CREDENTIAL_OPTIONS, OPTION_BY_NAME, \
     SECRETS
 
@@ -23,17 +24,22 @@ from conftest import CLIENT_ID, CLIENT_SECRET, clean_env, pem, tool
 # The module options the credential type carries (options.py marks them; token_cache_path, timeout and retries are
 # not credentials), and the secret ones.
 CARRIED = CREDENTIAL_OPTIONS
-SECRET_INPUTS = set(CARRIED) & set(SECRETS)
+# The shared ledger's database: the options that name it (the PostgreSQL store's table of them), each an input of
+# its own but the CA, whose input holds the certificate (a file injector, as for the API's CA).
+DATABASE = tuple(name for name, _parameter in CONNECTION_OPTIONS if name != "ca_cert")
+SECRET_INPUTS = (set(CARRIED) | set(DATABASE)) & set(SECRETS)
 
 
 def test_awx_accepts_it(credential_type):
     assert awx_job.problems(credential_type) == []
     assert credential_type["kind"] == "cloud"
     fields = dict((field["id"], field) for field in credential_type["inputs"]["fields"])
-    assert set(fields) == {"client_id", "client_secret", "access_token", "refresh_token", "api_endpoint", "token_url",
-                           "ca_certificate"}
-    assert set(name for name, field in fields.items() if field.get("secret")) == SECRET_INPUTS
+    assert set(fields) == set(CARRIED) - {"ca_path"} | {"ca_certificate"} | set(DATABASE) | {"ledger_ca_certificate"}
+    assert set(name for name, field in fields.items() if field.get("secret")) == SECRET_INPUTS == {
+        "client_secret", "access_token", "refresh_token", "login_password"}
     assert fields["ca_certificate"].get("multiline") is True
+    assert fields["ledger_ca_certificate"].get("multiline") is True
+    assert tuple(fields["ssl_mode"]["choices"]) == OPTION_BY_NAME["ssl_mode"].choices
     assert all(field.get("help_text") for field in fields.values())
 
 
@@ -42,7 +48,8 @@ def test_awx_accepts_it(credential_type):
     (lambda ct: ct["injectors"]["env"].update(WGTWO_X="{{ no_such_field }}"), "no_such_field"),
     (lambda ct: ct["inputs"]["fields"][0].update(placeholder="x"), "unknown keys placeholder"),
     (lambda ct: ct["inputs"].update(dependencies={}), "dependencies is not allowed"),
-    (lambda ct: ct["injectors"].pop("file"), "tower"),
+    (lambda ct: ct["injectors"].pop("file"), "has no attribute 'api_ca'"),
+    (lambda ct: ct["injectors"]["file"].update(template="{{ client_id }}"), "template.NAME for each file"),
 ])
 def test_the_check_finds_what_awx_refuses(credential_type, change, expected):
     broken = copy.deepcopy(credential_type)
@@ -51,14 +58,43 @@ def test_the_check_finds_what_awx_refuses(credential_type, change, expected):
 
 
 def test_env_injectors_are_the_module_fallbacks(credential_type):
-    expected = set(OPTION_BY_NAME[name].env[0] for name in CARRIED)
+    # The credentials' options' own variables; the shared ledger's store and database as a connection string (the
+    # modules' fallbacks too), and the password in libpq's variable.
+    expected = set(OPTION_BY_NAME[name].env[0] for name in CARRIED) | {
+        OPTION_BY_NAME["ledger_store"].env[0], OPTION_BY_NAME["ledger_conninfo"].env[0], "PGPASSWORD"}
     assert set(credential_type["injectors"]["env"]) == expected
     # Each variable carries the input of its own option (the CA: the file AWX writes from ca_certificate).
     env = credential_type["injectors"]["env"]
     for name in CARRIED:
         if name != "ca_path":
             assert env[OPTION_BY_NAME[name].env[0]] == "{{ %s }}" % name, name
-    assert "tower.filename" in env["WGTWO_CA_PATH"]
+    assert "tower.filename.api_ca" in env["WGTWO_CA_PATH"]
+    assert env["PGPASSWORD"] == "{{ login_password }}"
+    # Every database input but the password is in the connection string, the password never.
+    for name in set(DATABASE) - {"login_password"}:
+        assert name in env["WGTWO_LEDGER_CONNINFO"], name
+    assert "password" not in env["WGTWO_LEDGER_CONNINFO"]
+    assert "tower.filename.ledger_ca" in env["WGTWO_LEDGER_CONNINFO"]
+
+
+def test_the_database_becomes_a_connection_string_libpq_reads(credential_type, tmp_path):
+    # Quotes and backslashes in a value are escaped; psycopg (libpq) parses it back to exactly the inputs.
+    psycopg = pytest.importorskip("psycopg")
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    inputs = {"login_host": "db.example.com", "login_port": "6543", "login_db": "ledger's db",
+              "login_user": "awx\\job", "login_password": "pw' host=evil", "ssl_mode": "verify-full",
+              "ledger_ca_certificate": ca}
+    injected = awx_job.inject(credential_type, inputs, str(tmp_path))
+    assert injected.env["WGTWO_LEDGER_STORE"] == "postgresql"
+    assert injected.env["PGPASSWORD"] == inputs["login_password"]
+    parsed = psycopg.conninfo.conninfo_to_dict(injected.env["WGTWO_LEDGER_CONNINFO"])
+    assert parsed == {"host": "db.example.com", "port": "6543", "dbname": "ledger's db", "user": "awx\\job",
+                      "sslmode": "verify-full", "sslrootcert": injected.files["template.ledger_ca"]}
+    with open(parsed["sslrootcert"], "r", encoding="utf-8") as handle:
+        assert handle.read() == ca
+    # Without a host, no shared ledger: every variable empty (the modules take that as unset).
+    injected = awx_job.inject(credential_type, {"client_id": "c", "client_secret": "s"}, str(tmp_path / "none"))
+    assert [injected.env[name] for name in ("WGTWO_LEDGER_STORE", "WGTWO_LEDGER_CONNINFO", "PGPASSWORD")] == [""] * 3
 
 
 def test_secret_env_vars_are_masked_in_the_job_environment_awx_shows(credential_type):
@@ -80,7 +116,10 @@ def test_extra_vars_are_what_the_playbooks_pass(credential_type, installed):
     for option, template in passed.items():
         variables = re.findall(r"\b(sipbreakout_[a-z_]+)\b", template)
         assert variables == ["sipbreakout_%s" % option]
-        assert variables[0] in extra_vars
+    # The credentials from the credential's extra variables; the shared ledger's database from the controller's
+    # own variables, or else the environment the credential sets (an extra variable would override the inventory).
+    assert set(option for option in passed if "sipbreakout_%s" % option in extra_vars) == set(CARRIED)
+    assert set(passed) - set(CARRIED) == set(DATABASE) | {"ledger_store", "ledger_conninfo", "ca_cert"}
 
 
 def test_inputs_left_empty_render_as_empty_strings(credential_type, tmp_path):
@@ -90,15 +129,16 @@ def test_inputs_left_empty_render_as_empty_strings(credential_type, tmp_path):
                  "WGTWO_CA_PATH"):
         assert injected.env[name] == ""
     assert injected.extra_vars["sipbreakout_ca_path"] == ""
-    # AWX writes the file injector even when its input is empty; nothing may point at that empty file.
-    assert os.path.getsize(injected.files["template"]) == 0
+    # AWX writes the file injectors even when their input is empty; nothing may point at those empty files.
+    assert [os.path.getsize(path) for path in injected.files.values()] == [0, 0]
+    assert injected.env["WGTWO_LEDGER_STORE"] == injected.env["WGTWO_LEDGER_CONNINFO"] == ""
 
 
 def test_the_ca_becomes_a_private_file(credential_type, tmp_path):
     ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     injected = awx_job.inject(credential_type, {"ca_certificate": ca}, str(tmp_path))
     path = injected.env["WGTWO_CA_PATH"]
-    assert path == injected.extra_vars["sipbreakout_ca_path"] == injected.files["template"]
+    assert path == injected.extra_vars["sipbreakout_ca_path"] == injected.files["template.api_ca"]
     assert path.startswith(str(tmp_path / "env"))
     with open(path, "r", encoding="utf-8") as handle:
         assert handle.read() == ca

@@ -7,7 +7,6 @@ it needs Kamailio, and molecule runs the whole role). A check run on a host that
 out and sends nothing; the real run copies the file (0600) and the emulator holds its numbers; a check run with the
 same file predicts from the copy; a number also on another host is refused before anything changes."""
 
-import datetime
 import json
 import os
 import stat
@@ -18,14 +17,10 @@ import ansible_collections
 import pytest
 import yaml
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from sipbreakout_emulator.testing import running_emulator
 
 from keepalive_support import CLIENT_ID, CLIENT_SECRET
+from pbx_support import tls_files
 
 COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
 SIP_URI = "sips:pbx1.example.net:5061"
@@ -47,25 +42,6 @@ PLAYBOOK = """
 """
 
 
-def _tls_files(root):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pbx1.example.net")]))
-                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pbx1.example.net")]))
-                   .public_key(key.public_key()).serial_number(1)
-                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("pbx1.example.net")]), critical=False)
-                   .sign(key, hashes.SHA256()))
-    paths = os.path.join(root, "edge.crt.pem"), os.path.join(root, "edge.key.pem")
-    with open(paths[0], "wb") as handle:
-        handle.write(certificate.public_bytes(serialization.Encoding.PEM))
-    with open(paths[1], "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return paths
-
-
 def _numbers(count=COUNT):
     return ["+4794%06d" % index for index in range(count)]
 
@@ -83,7 +59,7 @@ class Host:
     def __init__(self, root, emu):
         self.root = str(root)
         self.state = os.path.join(self.root, "state")
-        certificate, key = _tls_files(self.root)
+        certificate, key = tls_files(self.root)
         keepalive = os.path.join(self.root, "keepalive")
         self.variables = dict(
             __pbx_state_dir=self.state, __pbx_api_ca=os.path.join(self.state, "api-ca.pem"),
