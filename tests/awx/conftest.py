@@ -2,7 +2,8 @@
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fixtures of the AWX tests (`make awx`): the collection as a release tarball installed the way AWX installs a
-project's collections, the credential type, the sample inventory and an emulator.
+project's collections, the credential type, the sample inventory, an emulator and a database of the test PostgreSQL
+for the shared ledger.
 
 SIPBREAKOUT_TARBALL names a tarball built already (`make awx` builds one with `make dist`); without it the
 collection importable from PYTHONPATH is built here.
@@ -17,6 +18,7 @@ import sys
 import ansible_collections
 import pytest
 
+from ansible_collections.wgtwo.sipbreakout.tests import postgresql_support
 from sipbreakout_emulator.testing import running_emulator
 
 import awx_job
@@ -77,6 +79,36 @@ def sample_inventory_fixture(installed):
     output = subprocess.run([tool("ansible-inventory"), "-i", str(sample), "--list"], check=True,
                             stdout=subprocess.PIPE, env=clean_env()).stdout
     return json.loads(output)
+
+
+@pytest.fixture(name="database")
+def database_fixture():
+    """A new empty database of the test PostgreSQL (make postgresql), dropped afterwards: (server, its name)."""
+    server = postgresql_support.server()
+    with server.database() as dbname:
+        yield server, dbname
+
+
+def database_inputs(database):
+    """The credential's shared ledger inputs for ``database``: TLS verify-full against the server's CA."""
+    server, dbname = database
+    return {"login_host": server.host, "login_port": str(server.port), "login_db": dbname, "login_user": server.user,
+            "login_password": server.password(), "ssl_mode": "verify-full",
+            "ledger_ca_certificate": pem(server.sslrootcert)}
+
+
+def ledger_rows(database):
+    """{scope: sorted numbers} of the shared ledger, read with psycopg as the test role (not the collection)."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+    server, dbname = database
+    with psycopg.connect(**server.params(dbname)) as conn:
+        if conn.execute("SELECT to_regclass('sipbreakout_registrations')").fetchone()[0] is None:
+            return {}
+        found = {}
+        for scope, number in conn.execute("SELECT scope, phone_number FROM sipbreakout_registrations "
+                                          "WHERE NOT (delete_pending <> 0) ORDER BY scope, phone_number"):
+            found.setdefault(scope, []).append(number)
+        return found
 
 
 @pytest.fixture(name="emulator")

@@ -118,8 +118,11 @@ def test_extra_vars_are_what_the_playbooks_pass(credential_type, installed):
         assert variables == ["sipbreakout_%s" % option]
     # The credentials from the credential's extra variables; the shared ledger's database from the controller's
     # own variables, or else the environment the credential sets (an extra variable would override the inventory).
-    assert set(option for option in passed if "sipbreakout_%s" % option in extra_vars) == set(CARRIED)
     assert set(passed) - set(CARRIED) == set(DATABASE) | {"ledger_store", "ledger_conninfo", "ca_cert"}
+    for option in set(passed) & set(CARRIED):
+        assert "sipbreakout_%s" % option in extra_vars, option
+    for option in set(passed) - set(CARRIED):
+        assert "sipbreakout_%s" % option not in extra_vars, option
 
 
 def test_inputs_left_empty_render_as_empty_strings(credential_type, tmp_path):

@@ -3,7 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An AWX job of playbooks/register.yml, as ansible-runner runs it: a private data directory with the credential
 type's env and extra_vars injected, an inventory script, the project's playbook and the collection installed as a
-project requirement; then job slicing. The emulator is the judge of what was registered."""
+project requirement; each job a fresh container (its own private data directory and HOME). With the credential's
+shared ledger (the test PostgreSQL) jobs are exact across containers: a second job changes nothing, a number dropped
+from the inventory is deleted by the next job, sliced jobs share the database safely. The emulator and the database
+are the judges of what was registered."""
 
 import copy
 import json
@@ -15,7 +18,7 @@ import threading
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import normalize_phone_number
 
 import awx_job
-from conftest import CLIENT_ID, CLIENT_SECRET, clean_env, pem, tool
+from conftest import CLIENT_ID, CLIENT_SECRET, clean_env, database_inputs, ledger_rows, pem, tool
 
 
 def _expected(inventory, hosts):
@@ -101,9 +104,17 @@ class Job:
         return set(entry["access_token"] for entry in body.values())
 
 
-def _inputs(emulator):
-    return {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "api_endpoint": emulator.grpc_endpoint,
-            "token_url": emulator.token_url, "ca_certificate": pem(emulator.ca_path)}
+def _inputs(emulator, database=None):
+    """The credential's inputs: the emulator's client, and the shared ledger's database when given."""
+    inputs = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "api_endpoint": emulator.grpc_endpoint,
+              "token_url": emulator.token_url, "ca_certificate": pem(emulator.ca_path)}
+    if database:
+        inputs.update(database_inputs(database))
+    return inputs
+
+
+def _numbers_of(inventory, host):
+    return sorted(number for number, *_rest in _expected(inventory, [host]))
 
 
 def _files_under(root):
@@ -124,10 +135,11 @@ def _holding(root, secrets):
     return sorted(found)
 
 
-def test_awx_job_registers_the_inventory_and_leaks_nothing(tmp_path, installed, credential_type, sample_inventory,
-                                                           emulator):
+def test_awx_jobs_from_fresh_containers_are_exact_and_leak_nothing(tmp_path, installed, credential_type,
+                                                                    sample_inventory, emulator, database):
     hosts = _pbx_hosts(sample_inventory)
-    job = Job(tmp_path / "job1", installed, credential_type, sample_inventory, hosts, _inputs(emulator)).run()
+    inputs = _inputs(emulator, database)
+    job = Job(tmp_path / "job1", installed, credential_type, sample_inventory, hosts, inputs).run()
     assert job.rc == 0, job.output[-3000:]
     recap = job.recap()
     assert not recap.get("failures") and not recap.get("dark"), recap
@@ -137,11 +149,14 @@ def test_awx_job_registers_the_inventory_and_leaks_nothing(tmp_path, installed, 
     assert len(wanted) == 5
     assert _held(emulator) == wanted
     assert set(r["client_id"] for r in emulator.registrations()) == {CLIENT_ID}
+    # Each PBX host's registrations in the scope of its inventory hostname; no ledger in the container.
+    assert ledger_rows(database) == dict((host, _numbers_of(sample_inventory, host)) for host in hosts)
+    assert not os.path.exists(os.path.join(job.home, ".local", "state", "wgtwo.sipbreakout"))
 
-    # The secrets: the credential's client secret and every token the job obtained.
+    # The secrets: the credential's client secret and database password, and every token the job obtained.
     tokens = job.issued_tokens()
     assert tokens
-    secrets = {CLIENT_SECRET} | tokens
+    secrets = {CLIENT_SECRET, inputs["login_password"]} | tokens
     for secret in secrets:
         assert secret not in job.output
     # ansible-runner records the command and its whole environment in artifacts/ID/command (0600): an input
@@ -157,22 +172,31 @@ def test_awx_job_registers_the_inventory_and_leaks_nothing(tmp_path, installed, 
                               command])
     for path in private:
         assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, path
-    # In the job container's HOME, only the 0600 token cache holds a token; the ledger holds none.
+    # In the job container's HOME, only the 0600 token cache holds a token; nothing holds the password.
     for path in _holding(job.home, secrets):
         assert path.endswith("tokens.json") and stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    assert _holding(job.home, {inputs["login_password"]}) == []
 
-    # A second job in the same container (same HOME, so the same ledgers) changes nothing ...
-    again = Job(tmp_path / "job2", installed, credential_type, sample_inventory, hosts, _inputs(emulator),
-                home=job.home).run()
-    assert again.rc == 0, again.output[-3000:]
-    assert not again.recap().get("changed"), again.recap()
-    # ... but AWX starts every job in a fresh container: its ledgers are empty, so every number is reported as
-    # changed although the operator already held it (docs/awx.md says why and what to do).
-    fresh = Job(tmp_path / "job3", installed, credential_type, sample_inventory, hosts, _inputs(emulator)).run()
+    # AWX starts every job in a fresh container: the next one knows what the first applied, from the database,
+    # and changes nothing (it upserts every number again, which refreshes it).
+    fresh = Job(tmp_path / "job2", installed, credential_type, sample_inventory, hosts, inputs).run()
     assert fresh.rc == 0, fresh.output[-3000:]
-    assert sorted(fresh.recap()["changed"]) == hosts
+    assert not fresh.recap().get("changed"), fresh.recap()
     assert _held(emulator) == wanted
-    assert set(r["upserts"] for r in emulator.registrations()) == {3}
+    assert set(r["upserts"] for r in emulator.registrations()) == {2}
+    assert ledger_rows(database) == dict((host, _numbers_of(sample_inventory, host)) for host in hosts)
+
+
+def test_without_a_database_each_job_starts_blind(tmp_path, installed, credential_type, sample_inventory, emulator):
+    # The credential names no database: each job's ledger is in its container and thrown away with it, so the next
+    # job reports every number as changed although the operator holds it (docs/awx.md says to give a database).
+    hosts = _pbx_hosts(sample_inventory)
+    for name in ("job1", "job2"):
+        job = Job(tmp_path / name, installed, credential_type, sample_inventory, hosts, _inputs(emulator)).run()
+        assert job.rc == 0, job.output[-3000:]
+        assert sorted(job.recap()["changed"]) == hosts
+        assert sorted(job.ledgers()) == hosts
+    assert set(r["upserts"] for r in emulator.registrations()) == {2}
 
 
 def test_the_extra_vars_alone_carry_the_credential(tmp_path, installed, credential_type, sample_inventory,
@@ -186,13 +210,15 @@ def test_the_extra_vars_alone_carry_the_credential(tmp_path, installed, credenti
     assert _held(emulator) == _expected(sample_inventory, hosts)
 
 
-def test_purge_needs_the_ledger_of_an_earlier_job(tmp_path, installed, credential_type, sample_inventory, emulator):
+def test_a_number_dropped_from_the_inventory_is_deleted_by_the_next_job(tmp_path, installed, credential_type,
+                                                                       sample_inventory, emulator, database):
     hosts = _pbx_hosts(sample_inventory)
+    inputs = _inputs(emulator, database)
     # Enough numbers on the first PBX that dropping one stays within the module's max_purge (20 %).
     bigger = copy.deepcopy(sample_inventory)
     numbers = bigger["_meta"]["hostvars"][hosts[0]]["sipbreakout_registrations"]
     numbers.extend({"phone_number": "+479999001%d" % index, "route_type": "loop"} for index in range(3))
-    first = Job(tmp_path / "first", installed, credential_type, bigger, hosts, _inputs(emulator)).run()
+    first = Job(tmp_path / "first", installed, credential_type, bigger, hosts, inputs).run()
     assert first.rc == 0, first.output[-3000:]
     assert _held(emulator) == _expected(bigger, hosts)
     # The inventory drops a number of the first PBX.
@@ -200,37 +226,97 @@ def test_purge_needs_the_ledger_of_an_earlier_job(tmp_path, installed, credentia
     dropped = smaller["_meta"]["hostvars"][hosts[0]]["sipbreakout_registrations"].pop()
     dropped_number = normalize_phone_number(dropped["phone_number"])
 
-    # A fresh container has no ledger, so purge knows of nothing to delete: the number stays until it lapses.
-    fresh = Job(tmp_path / "fresh", installed, credential_type, smaller, hosts, _inputs(emulator)).run()
+    # The next job, in a fresh container, deletes it at the operator and from the shared ledger; nothing else.
+    fresh = Job(tmp_path / "fresh", installed, credential_type, smaller, hosts, inputs).run()
     assert fresh.rc == 0, fresh.output[-3000:]
-    assert dropped_number in set(number for number, *_rest in _held(emulator))
-    # With the first job's ledgers (a persistent HOME), purge deletes it.
-    kept = Job(tmp_path / "kept", installed, credential_type, smaller, hosts, _inputs(emulator),
-               home=first.home).run()
-    assert kept.rc == 0, kept.output[-3000:]
+    assert sorted(fresh.recap()["changed"]) == hosts[:1]
     assert _held(emulator) == _expected(smaller, hosts)
     assert dropped_number not in set(number for number, *_rest in _held(emulator))
+    assert ledger_rows(database) == dict((host, _numbers_of(smaller, host)) for host in hosts)
 
 
-def test_job_slices_share_nothing(tmp_path, installed, credential_type, sample_inventory, emulator):
-    hosts = _pbx_hosts(sample_inventory)
-    assert len(hosts) == 2
-    # AWX slices an inventory round-robin; each slice is a job of its own, started at the same time.
-    slices = [hosts[index::2] for index in range(2)]
-    jobs = [Job(tmp_path / ("slice%d" % number), installed, credential_type, sample_inventory, part,
-                _inputs(emulator)) for number, part in enumerate(slices, 1)]
+def _many_hosts(sample_inventory, count):
+    """The sample inventory with ``count`` PBX hosts, each with numbers of its own."""
+    inventory = copy.deepcopy(sample_inventory)
+    template = inventory["_meta"]["hostvars"][_pbx_hosts(sample_inventory)[0]]
+    inventory["_meta"]["hostvars"] = {}
+    inventory["pbx"]["hosts"] = []
+    for index in range(count):
+        host = "pbx%02d.example.com" % index
+        inventory["pbx"]["hosts"].append(host)
+        inventory["_meta"]["hostvars"][host] = dict(
+            template, sipbreakout_sip_uri="sips:%s:5061" % host,
+            sipbreakout_registrations=[{"phone_number": "+47980%02d%03d" % (index, number), "route_type": "loop"}
+                                       for number in range(6)])
+    return inventory
+
+
+def _with_cluster(inventory, nodes=("tas1.example.com", "tas2.example.com")):
+    """``inventory`` with a cluster tas_a of two hosts, declared once in its group's variables (the inventory
+    script gives every host its variables, as `ansible-inventory --list` does)."""
+    inventory = copy.deepcopy(inventory)
+    template = inventory["_meta"]["hostvars"][_pbx_hosts(inventory)[0]]
+    declared = dict(template, sipbreakout_cluster="tas_a", sipbreakout_sip_uri="sips:tas.example.com:5061",
+                    sipbreakout_registrations=[{"phone_number": "+4798199%03d" % number, "route_type": "fork"}
+                                               for number in range(6)])
+    inventory["tas_a"] = {"hosts": list(nodes)}
+    inventory["pbx"]["hosts"].extend(nodes)
+    for node in nodes:
+        inventory["_meta"]["hostvars"][node] = copy.deepcopy(declared)
+    return inventory
+
+
+def _scopes(inventory):
+    """{scope: numbers} the shared ledger must hold: each host's own, a cluster's once."""
+    wanted = {}
+    for host in _pbx_hosts(inventory):
+        scope = inventory["_meta"]["hostvars"][host].get("sipbreakout_cluster") or host
+        wanted[scope] = _numbers_of(inventory, host)
+    return wanted
+
+
+def _sliced(tmp_path, name, installed, credential_type, inventory, inputs, count=2):
+    """A sliced job: AWX slices an inventory round-robin; each slice is a job of its own, all started at once."""
+    hosts = _pbx_hosts(inventory)
+    slices = [hosts[index::count] for index in range(count)]
+    jobs = [Job(tmp_path / ("%s-slice%d" % (name, number)), installed, credential_type, inventory, part, inputs)
+            for number, part in enumerate(slices, 1)]
     threads = [threading.Thread(target=job.run) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(300)
-
-    for job, part in zip(jobs, slices):
+    for job in jobs:
         assert job.rc == 0, job.output[-3000:]
-        recap = job.recap()
-        assert sorted(recap["changed"]) == part, recap
-        assert not recap.get("failures"), recap
-        # Each slice recorded its own hosts' numbers in its own ledgers, and nothing else.
-        assert job.ledgers() == dict((host, sorted(number for number, *_rest in _expected(sample_inventory, [host])))
-                                     for host in part)
-    assert _held(emulator) == _expected(sample_inventory, hosts)
+    return jobs, slices
+
+
+def test_job_slices_share_the_database_safely(tmp_path, installed, credential_type, sample_inventory, emulator,
+                                              database):
+    # Four hosts alone and a cluster of two, whose hosts the round-robin slicing puts into different slices: both
+    # slices apply the cluster, at once, on its one scope.
+    inventory = _with_cluster(_many_hosts(sample_inventory, 4))
+    hosts = _pbx_hosts(inventory)
+    inputs = _inputs(emulator, database)
+    jobs, slices = _sliced(tmp_path, "first", installed, credential_type, inventory, inputs)
+    assert [sorted(set(part) & {"tas1.example.com", "tas2.example.com"}) for part in slices] == [
+        ["tas1.example.com"], ["tas2.example.com"]]
+    for job in jobs:
+        assert not job.recap().get("failures"), job.recap()
+    # Together they registered exactly what one unsliced job does, each host and the cluster in its own scope.
+    assert _held(emulator) == _expected(inventory, hosts)
+    assert ledger_rows(database) == _scopes(inventory)
+
+    # Each host and the cluster drop a number, and the slices run again at once: each purges only its own hosts'
+    # numbers, in their scopes (the cluster's in both, the second finding it done); nothing is lost, nothing purged
+    # across slices.
+    smaller = copy.deepcopy(inventory)
+    for host in hosts:
+        smaller["_meta"]["hostvars"][host]["sipbreakout_registrations"].pop()
+    _sliced(tmp_path, "second", installed, credential_type, smaller, inputs)
+    assert _held(emulator) == _expected(smaller, hosts)
+    assert ledger_rows(database) == _scopes(smaller)
+    dropped = set(number for number, *_rest in _expected(inventory, hosts) - _expected(smaller, hosts))
+    assert len(dropped) == 5
+    for registration in emulator.registrations():
+        assert registration["phone_number"] not in dropped
