@@ -490,3 +490,213 @@ class Ledger:
         never re-sends an entry whose change or deletion a module has sent but not yet recorded.
         """
         return locked(self.path + ".apply.lock", self.lock_timeout, shared=not exclusive, stop=stop)
+
+    # ------------------------------------------------------------------------------------------ reports
+    # The queries of registration_info and of the keepalive's health file and metrics: counted and paged in the
+    # database, so that no report holds every entry. Their meaning is held by unit tests (tests/unit/.../
+    # test_ledger_reports.py) that every ledger store must pass.
+
+    # What group_states() may group by: the ledger's own fields.
+    GROUP_FIELDS = ("endpoint", "principal", "route_type", "sip_uri", "delete_pending")
+    # An owner with more entries than this is read by a walk of the whole ledger (owner_summary()) or of the index
+    # of numbers (phone_numbers()) rather than by looking each of its entries up through the index of owners.
+    OWNER_BY_SCAN = 50000
+
+    @staticmethod
+    def _state_conditions():
+        """The states of health.classify as SQL conditions on the named parameters ``now``, ``within``
+        (expiring_within, may be NULL) and ``fraction`` (refresh_fraction); states() counts the same."""
+        ahead = "expires_at - :now <= IFNULL(:within, IFNULL(time_to_live, 0) * :fraction)"
+        return dict(
+            lapsed="(expires_at IS NULL OR expires_at <= :now)",
+            error="(%s AND expires_at > :now)" % _FAILING,
+            expiring="(expires_at > :now AND NOT %s AND %s)" % (_FAILING, ahead),
+            live="(expires_at > :now AND NOT %s AND NOT (%s))" % (_FAILING, ahead))
+
+    def census(self, now, refresh_fraction, expiring_within=None, owner=None):
+        """Counts of the whole ledger in one read of it, without loading entries: a dict with ``total``;
+        ``live``, ``expiring``, ``lapsed`` and ``error``, the states of health.classify at ``now`` with
+        ``refresh_fraction`` and ``expiring_within`` (as states()); ``failing``, the entries whose last attempt
+        failed (``last_error`` set and not empty), lapsed or not; ``last_upserted_at``, the newest ``upserted_at``
+        (None if none has one).
+
+        With ``owner`` (endpoint, principal), what a keepalive for them sees: ``others``, the entries of another
+        endpoint or principal; ``not_refreshed``, those and the owner's entries pending a delete; ``refresh_failing``,
+        the owner's entries not pending a delete that are failing; ``failing_or_not_refreshed``, the entries that
+        are either."""
+        states = self._state_conditions()
+        names = ["total", "expiring", "lapsed", "error", "failing", "last_upserted_at"]
+        columns = ["COUNT(*)"] + ["SUM(CASE WHEN %s THEN 1 ELSE 0 END)" % condition for condition in (
+            states["expiring"], states["lapsed"], states["error"], _FAILING)] + ["MAX(upserted_at)"]
+        params = dict(now=now, within=expiring_within, fraction=refresh_fraction)
+        if owner is not None:
+            params.update(owner_endpoint=owner[0], owner_principal=owner[1])
+            names.append("refresh_failing")
+            # The rare condition first: SQLite stops at the first false one.
+            columns.append("SUM(CASE WHEN %s AND NOT delete_pending AND endpoint = :owner_endpoint AND principal = "
+                           ":owner_principal THEN 1 ELSE 0 END)" % _FAILING)
+        row = self._query("SELECT %s FROM registrations" % ", ".join(columns), params)
+        values = list(row[0]) if row else [None] * len(columns)
+        counts = dict((name, values[index] if name == "last_upserted_at" else values[index] or 0)
+                      for index, name in enumerate(names))
+        counts["live"] = counts["total"] - counts["expiring"] - counts["lapsed"] - counts["error"]
+        if owner is not None:
+            # From the index of owners, without reading the entries.
+            mine = self._query("SELECT COUNT(*), SUM(delete_pending) FROM registrations WHERE endpoint = ? AND "
+                               "principal = ?", owner)
+            total, pending = (mine[0][0] or 0, mine[0][1] or 0) if mine else (0, 0)
+            counts["others"] = counts["total"] - total
+            counts["not_refreshed"] = counts["others"] + pending
+            counts["failing_or_not_refreshed"] = counts["not_refreshed"] + counts["refresh_failing"]
+        return counts
+
+    def owners(self):
+        """Each (endpoint, principal) of the ledger, in ascending order, with how many entries it holds:
+        ``[(endpoint, principal, count)]``. Read from the index of owners, a seek per owner."""
+        found = []
+        endpoint = None
+        while True:
+            rows = self._query("SELECT endpoint FROM registrations%s ORDER BY endpoint LIMIT 1" % (
+                "" if endpoint is None else " WHERE endpoint > ?"), () if endpoint is None else (endpoint,))
+            if not rows:
+                return found
+            endpoint, principal = rows[0][0], None
+            while True:
+                rows = self._query("SELECT principal FROM registrations WHERE endpoint = ?%s ORDER BY principal "
+                                   "LIMIT 1" % ("" if principal is None else " AND principal > ?"),
+                                   (endpoint,) if principal is None else (endpoint, principal))
+                if not rows:
+                    break
+                principal = rows[0][0]
+                count = self._query("SELECT COUNT(*) FROM registrations WHERE endpoint = ? AND principal = ?",
+                                    (endpoint, principal))
+                found.append((endpoint, principal, count[0][0]))
+
+    def _owns_many(self, endpoint, principal):
+        """Whether ``endpoint`` and ``principal`` hold more than OWNER_BY_SCAN entries (counted up to that)."""
+        rows = self._query("SELECT COUNT(*) FROM (SELECT 1 FROM registrations WHERE endpoint = ? AND principal = ? "
+                           "LIMIT ?)", (endpoint, principal, self.OWNER_BY_SCAN + 1))
+        return bool(rows) and rows[0][0] > self.OWNER_BY_SCAN
+
+    def owner_summary(self, endpoint, principal, now):
+        """``lapsed`` (at ``now``) and ``last_upserted_at`` (the newest ``upserted_at``, None if none has one) of
+        the entries of ``endpoint`` and ``principal``."""
+        # Few entries: looked up through the index of owners. Many: one read of the whole ledger costs less than
+        # looking each of them up.
+        where = "+endpoint = ? AND +principal = ?" if self._owns_many(endpoint, principal) \
+            else "endpoint = ? AND principal = ?"
+        rows = self._query("SELECT SUM(CASE WHEN expires_at IS NULL OR expires_at <= ? THEN 1 ELSE 0 END), "
+                           "MAX(upserted_at) FROM registrations WHERE %s" % where, (now, endpoint, principal))
+        lapsed, last = rows[0] if rows else (0, None)
+        return dict(lapsed=lapsed or 0, last_upserted_at=last)
+
+    def group_states(self, by, now, refresh_fraction, expiring_within=None):
+        """The entries counted per distinct value of the fields ``by`` (names of GROUP_FIELDS), without loading
+        them: ``[(values, counts)]``, ``values`` a tuple of the fields' values in the order of ``by``, the groups in
+        ascending order of their values (None first; ``delete_pending`` as False and True); ``counts`` as census()
+        without the owner's counts (``total``, the four states, ``failing``), and ``last_upserted_at`` (the newest
+        ``upserted_at`` of the group). An empty or missing ledger has no groups.
+
+        It sorts the whole ledger (about a second per million entries): for the keepalive's periodic counts, not for
+        every pass."""
+        by = tuple(by)
+        unknown = [name for name in by if name not in self.GROUP_FIELDS]
+        if not by or unknown:
+            raise ValueError("group_states: cannot group by %r; one or more of %s" % (by, ", ".join(
+                self.GROUP_FIELDS)))
+        states = self._state_conditions()
+        columns = ", ".join(by)
+        # "+column": grouped by a sort of the table's rows, which is faster than walking an index and looking up
+        # each of its rows in the table.
+        sql = ("SELECT %s, COUNT(*), %s, SUM(CASE WHEN %s THEN 1 ELSE 0 END), MAX(upserted_at) FROM registrations "
+               "GROUP BY %s ORDER BY %s" % (
+                   columns, ", ".join("SUM(CASE WHEN %s THEN 1 ELSE 0 END)" % states[name]
+                                      for name in ("live", "expiring", "lapsed", "error")),
+                   _FAILING, ", ".join("+" + name for name in by), columns))
+        groups = []
+        for row in self._query(sql, dict(now=now, within=expiring_within, fraction=refresh_fraction)):
+            values = tuple(bool(value) if name == "delete_pending" else value for name, value in zip(by, row))
+            numbers = row[len(by):]
+            counts = dict(zip(("total", "live", "expiring", "lapsed", "error", "failing"),
+                              [value or 0 for value in numbers[:6]]))
+            counts["last_upserted_at"] = numbers[6]
+            groups.append((values, counts))
+        return groups
+
+    def nearest(self, now, limit):
+        """The ``limit`` entries that lapse first among those not lapsed at ``now`` (``expires_at`` after it), in
+        order of ``expires_at``, then of key."""
+        rows = self._query("%s WHERE expires_at > ? ORDER BY expires_at, key LIMIT ?" % _SELECT, (now, int(limit)))
+        return [LedgerEntry.from_row(row) for row in rows]
+
+    def phone_numbers(self, endpoint, principal, limit):
+        """The first ``limit`` distinct phone numbers of the entries of ``endpoint`` and ``principal``, in
+        ascending order (entries without a number are left out)."""
+        where = "endpoint = ? AND principal = ?"
+        if self._owns_many(endpoint, principal):
+            # The index of numbers, in order, finds ``limit`` of them soonest; the owner's index would look up
+            # every one of its entries before the first could be returned.
+            where = "+endpoint = ? AND +principal = ?"
+        rows = self._query("SELECT DISTINCT phone_number FROM registrations WHERE %s AND phone_number IS NOT NULL "
+                           "ORDER BY phone_number LIMIT ?" % where, (endpoint, principal, int(limit)))
+        return [row[0] for row in rows]
+
+    def _selection(self, selection, now, refresh_fraction, expiring_within):
+        """The WHERE conditions and named parameters of a RegistrationFilter."""
+        conditions = []
+        params = dict(now=now, within=expiring_within, fraction=refresh_fraction)
+        if selection.states:
+            states = self._state_conditions()
+            unknown = [state for state in selection.states if state not in states]
+            if unknown:
+                raise ValueError("select: unknown state(s) %s" % ", ".join(unknown))
+            conditions.append("(%s)" % " OR ".join(states[state] for state in selection.states))
+        if selection.phone_number is not None:
+            # The index of numbers: a number has few entries.
+            conditions.append("phone_number = :number")
+            params["number"] = selection.phone_number
+        if selection.phone_number_prefix is not None:
+            conditions.append("substr(phone_number, 1, :prefix_length) = :prefix")
+            params.update(prefix=selection.phone_number_prefix, prefix_length=len(selection.phone_number_prefix))
+        if selection.sip_uri is not None:
+            conditions.append("+sip_uri = :sip_uri")
+            params["sip_uri"] = selection.sip_uri
+        if selection.owner is not None:
+            conditions.append("(+endpoint = :owner_endpoint AND +principal = :owner_principal)")
+            params.update(owner_endpoint=selection.owner[0], owner_principal=selection.owner[1])
+        if selection.not_owner is not None:
+            conditions.append("NOT (+endpoint = :other_endpoint AND +principal = :other_principal)")
+            params.update(other_endpoint=selection.not_owner[0], other_principal=selection.not_owner[1])
+        if selection.failing is not None:
+            conditions.append(_FAILING if selection.failing else "NOT %s" % _FAILING)
+        return conditions, params
+
+    def select(self, selection, now, refresh_fraction, expiring_within=None):
+        """The entries that match ``selection`` (a RegistrationFilter; its states at ``now`` with
+        ``refresh_fraction`` and ``expiring_within``, as health.classify), as an iterator in key order.
+
+        Read a page of PAGE_ROWS at a time, each page its own statement, as find(): memory stays that of one page
+        whatever the ledger holds, and the caller may stop at any point."""
+        conditions, params = self._selection(selection, now, refresh_fraction, expiring_within)
+        after = None
+        while True:
+            where = list(conditions)
+            if after is not None:
+                where.append("key > :after")
+                params["after"] = after
+            sql = "%s%s ORDER BY key LIMIT %d" % (_SELECT, " WHERE " + " AND ".join(where) if where else "",
+                                                  PAGE_ROWS)
+            rows = self._query(sql, params)
+            for row in rows:
+                yield LedgerEntry.from_row(row)
+            if len(rows) < PAGE_ROWS:
+                return
+            after = rows[-1][0]
+            del rows
+
+    def count_selected(self, selection, now, refresh_fraction, expiring_within=None):
+        """How many entries select() yields for the same arguments."""
+        conditions, params = self._selection(selection, now, refresh_fraction, expiring_within)
+        rows = self._query("SELECT COUNT(*) FROM registrations%s" % (
+            " WHERE " + " AND ".join(conditions) if conditions else ""), params)
+        return rows[0][0] if rows else 0
