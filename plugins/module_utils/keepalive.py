@@ -468,11 +468,12 @@ class Keepalive:
         per_registration = self.settings.metrics_per_registration and self.settings.metrics_path
         if per_registration and summary["registrations_total"] > METRICS_PER_REGISTRATION_LIMIT:
             per_registration = False
-            warnings = warnings + [
+            warnings = list(warnings)  # the counts' own list may serve the next passes too
+            warnings.append(
                 "metrics_per_registration: the ledger holds %d registrations, more than the %d for which the "
                 "metrics have one series per registration; only the aggregate series were written. Set "
                 "metrics_per_registration to false (keepalive_metrics_per_registration), and use registration_info "
-                "for single registrations" % (summary["registrations_total"], METRICS_PER_REGISTRATION_LIMIT)]
+                "for single registrations" % (summary["registrations_total"], METRICS_PER_REGISTRATION_LIMIT))
         report = dict(
             host=hostname(),
             updated_at=isoformat(finished),
