@@ -82,7 +82,7 @@ def run(work, minutes):
     with running_emulator(os.path.join(work, "emu"), clients=[(CLIENT_ID, CLIENT_SECRET), OTHER_CLIENT],
                           ttl=TTL) as emu, node_exporter(textfiles, os.path.join(work, "node-exporter.log")) as scrape:
         items = [dict(phone_number="+47999%05d" % index, sip_uri="sips:pbx%d.example.com:5061" % (index % 3),
-                     route_type=("loop", "fork", "fallback")[index % 3 if index % 4 else 0]) for index in range(60)]
+                      route_type=("loop", "fork", "fallback")[index % 3 if index % 4 else 0]) for index in range(60)]
         ensure_from_options(dict(module_options(emu, state), registrations=items))
         ensure_from_options(module_options(emu, state, phone_number="+4798800001", sip_uri="sips:pbx0.example.com",
                                            route_type="loop", client_id=OTHER_CLIENT[0],

@@ -404,8 +404,8 @@ class Keepalive:
             warnings = [self.unmanaged_reason(entry) for entry in first]
             if count > len(first):
                 warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for "
-                                "the same reasons; registration_info lists them (orphans)" % (count - len(first),
-                                                                                          self.ledger.path))
+                                "the same reasons; registration_info lists them (orphans)"
+                                % (count - len(first), self.ledger.path))
         if lookahead > 0:
             # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
             # between two passes is lost in between.

@@ -73,5 +73,5 @@ class RegistrationFilter:
                      else getattr(self, name)) for name in FIELDS if getattr(self, name) is not None)
 
     def __repr__(self):
-        return "RegistrationFilter(%s)" % ", ".join("%s=%r" % (name, getattr(self, name)) for name in FIELDS
-                                                   if getattr(self, name) is not None)
+        return "RegistrationFilter(%s)" % ", ".join(
+            "%s=%r" % (name, getattr(self, name)) for name in FIELDS if getattr(self, name) is not None)
