@@ -244,8 +244,8 @@ def info_report(options, clock=time.time):
 
 def report_from_files(ledger_path, health_path=None, expiring_within=None, health_max_age=900.0, listing=None,
                       limit=DEFAULT_LIMIT, clock=time.time):
-    """What ``registration_info`` returns: the ledger's counts by state, route type, SIP host and principal, its
-    nearest expiries and failures, the keepalive's last report if ``health_path`` is given and, with ``listing``
+    """What ``registration_info`` returns: the ledger's counts by state and by principal, its nearest expiries and
+    failures, the orphans and the keepalive's last report if ``health_path`` is given and, with ``listing``
     (a RegistrationFilter), the registrations that match it. Every list holds at most ``limit`` items, and says
     how many it left out; the ledger is read in counts and pages, never whole. Reads only; a missing ledger is an
     empty one."""
@@ -314,9 +314,9 @@ def _principals(ledger, now, counts, keeper):
     owners = ledger.owners()
     largest = max(owners, key=lambda owner: owner[2]) if owners else None
     found = {}
-    for endpoint, principal, _count in owners:
-        if (endpoint, principal, _count) != largest:
-            found[(endpoint, principal)] = ledger.owner_summary(endpoint, principal, now)
+    for owner in owners:
+        if owner != largest:
+            found[owner[:2]] = ledger.owner_summary(owner[0], owner[1], now)
     if largest is not None:
         newest = [item["last_upserted_at"] for item in found.values() if item["last_upserted_at"] is not None]
         if newest and counts["last_upserted_at"] is not None and max(newest) >= counts["last_upserted_at"]:

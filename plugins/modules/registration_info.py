@@ -9,8 +9,9 @@ short_description: Report the state of a host's SIP breakout registrations from 
 version_added: 0.1.0
 description:
   - Reads the ledger on the host where it runs (O(ledger_path)) and, if given, the health file the keepalive
-    writes (O(health_path)), and reports how many registrations are in each state, by route type, SIP host and
-    principal, the ones that lapse first, and the ones whose last refresh failed.
+    writes (O(health_path)), and reports how many registrations are in each state, whose credentials applied them
+    (principals), the ones that lapse first, the ones whose last refresh failed and, with O(health_path), the ones
+    its keepalive does not refresh (orphans).
   - With O(list=true) it also lists registrations, each with its state, when it lapses and the result of its last
     refresh, the ones O(filter) selects, at most O(limit) of them.
   - Every list it returns is bounded (by O(limit), or by a fixed number that its description gives) and says how
@@ -305,26 +306,13 @@ nearest_expiries:
   returned: always
   type: list
   elements: dict
-by_route_type:
-  description: How many registrations of each route type are in each state (V(null) for the route type of an entry
-    that has none, which only a delete leaves).
-  returned: always
-  type: dict
-  sample: {"loop": {"live": 3, "expiring": 0, "lapsed": 0, "error": 1}}
-by_sip_host:
-  description:
-    - How many registrations are in each state by the host of their C(sip_uri) (without its port). For the 50 hosts
-      with the most registrations; the others are summed under C((other)).
-  returned: always
-  type: dict
-  sample: {"pbx.example.com": {"live": 3, "expiring": 0, "lapsed": 0, "error": 1}}
 failures_total:
   description: How many registrations' last refresh failed (all of them; RV(failures) lists the first O(limit)).
   returned: always
   type: int
   sample: 1
 failures:
-  description: Registrations whose last refresh failed, with the error, by number and URI; the first O(limit).
+  description: Registrations whose last refresh failed, with the error; the first O(limit) in the ledger's order.
   returned: always
   type: list
   elements: dict
