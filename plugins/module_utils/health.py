@@ -102,7 +102,7 @@ NEAREST_SHOWN = 10
 PHONE_NUMBERS_SHOWN = 100
 # The metrics and the health file count registrations by SIP host for at most this many hosts (those with the most
 # registrations); the others are summed under OTHER_HOSTS.
-SIP_HOSTS_SHOWN = 50
+SIP_HOSTS_SHOWN = 20
 OTHER_HOSTS = "(other)"
 NO_ROUTE_TYPE = "none"
 # registration_info lists at most this many registrations (and orphans, and failures) unless told otherwise.

@@ -285,3 +285,18 @@ def test_no_two_registrations_share_a_series(tmp_path):
     series = [line.rpartition(" ")[0] for line in text.splitlines()
               if line.startswith("wgtwo_sipbreakout_registration_expiry_timestamp_seconds{")]
     assert len(series) == 4 and len(set(series)) == 4, series
+
+
+def test_the_aggregate_metrics_have_a_bound_whatever_the_ledger(tmp_path):
+    entries = []
+    for host in range(30):
+        for index, route_type in enumerate((None, "loop", "fork", "fallback", "loop_mo", "loop_mt", "ingress")):
+            reg = Registration("+47998%02d%03d" % (host, index), "sips:h%d.example.com:%d" % (host, 5061 + index % 2),
+                               route_type, None, None)
+            entries.append(LedgerEntry("api.example:443", "client:c1", reg, upserted_at=1000.0, time_to_live=3600.0))
+    report = _report(_ledger(tmp_path, entries))
+    samples = [line for line in health.render_metrics(report) if not line.startswith("#")]
+    # 13 gauges, 9 counter series, 4 states, 4 states of 7 route types and of 20 hosts and the others.
+    assert len(samples) == 13 + 9 + 4 + 4 * 7 + 4 * (health.SIP_HOSTS_SHOWN + 1) == 138
+    assert 'wgtwo_sipbreakout_registrations_by_route_type{route_type="none",state="live"} 30' in samples
+    assert 'wgtwo_sipbreakout_registrations_by_sip_host{sip_host="(other)",state="live"} 70' in samples
