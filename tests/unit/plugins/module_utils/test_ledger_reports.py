@@ -143,7 +143,7 @@ FILTERS = [
     RegistrationFilter(states=["live", "expiring"]),
     RegistrationFilter(states=["lapsed"], sip_uri=URIS[1]),
     RegistrationFilter(phone_number="+47999%04d" % 9),
-    RegistrationFilter(phone_number_prefix="+4789"),
+    RegistrationFilter(phone_number_prefix="+47899001"),
     RegistrationFilter(phone_number_prefix="+47"),
     RegistrationFilter(owner=OWNER, failing=True),
     RegistrationFilter(not_owner=OWNER),
