@@ -21,9 +21,10 @@ from keepalive_support import CLIENT_ID, CLIENT_SECRET, Workdir, register, run_o
 
 COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
 LIVE, EXPIRING, LAPSED, FAILED = "+4799998001", "+4799998002", "+4799998003", "+4799998004"
-EXPIRING_TTL = 30.0
-# The keepalive on this host refreshes with 90 % of the TTL left; registration_info takes that from its health file.
-REFRESH_FRACTION = 0.9
+# Long enough that a loaded machine's slow playbook stays inside the default window's margin (a third of it).
+EXPIRING_TTL = 90.0
+# The keepalive on this host refreshes with 95 % of the TTL left; registration_info takes that from its health file.
+REFRESH_FRACTION = 0.95
 
 PLAYBOOK = """
 - hosts: localhost
@@ -109,7 +110,7 @@ def test_registration_info_reports_each_state_as_the_emulator_has_it(tmp_path):
         with pytest.raises(ApiError):
             register(emu, work, [FAILED], timeout=1.0, retries=1)
         emu.faults(clear=True)
-        write_config(emu, work, schedule_interval=1.0, refresh_fraction=REFRESH_FRACTION, jitter=0.1)
+        write_config(emu, work, schedule_interval=1.0, refresh_fraction=REFRESH_FRACTION, jitter=0.05)
         status, log = run_once(work)  # nothing is due: only the health file is written
         assert status == 0, log
         emu.config(ttl=EXPIRING_TTL)
@@ -118,7 +119,7 @@ def test_registration_info_reports_each_state_as_the_emulator_has_it(tmp_path):
         emu.config(ttl=1)
         register(emu, work, [LAPSED])
 
-        # Inside the keepalive's refresh window (90 % of the TTL left), far from lapsing.
+        # Inside the keepalive's refresh window (95 % of the TTL left), far from lapsing.
         time.sleep(max(0.0, registered + EXPIRING_TTL * (1 - REFRESH_FRACTION) + 0.2 - time.monotonic()))
         calls = emu.calls()
         playbook = tmp_path / "info.yml"
