@@ -310,7 +310,7 @@ class Keepalive:
         returns the fewest calls that were allowed in flight."""
 
         def on_done(call):
-            if call.api_down and not blocker:
+            if call.run_wide and not blocker:
                 blocker.append(call.error)
 
         calls = [Call(entry.registration) for _key, entry in due]
