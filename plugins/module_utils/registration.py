@@ -63,11 +63,11 @@ def control_character(value, option):
     if match is None:
         return None
     char = match.group()
-    return ValidationError(option, "%s holds a control character (U+%04X%s) at position %d: a value is one line of "
+    name = "U+%04X%s" % (ord(char), ", a line break" if char in _LINE_BREAKS else "")
+    return ValidationError(option, "%s holds a control character (%s) at position %d: a value is one line of "
                                    "printable text. Remove it; a YAML block scalar ('|' or '>') ends in a line break "
-                                   "unless written '|-' or '>-'"
-                           % (json.dumps(value, ensure_ascii=False), ord(char),
-                              ", a line break" if char in _LINE_BREAKS else "", match.start() + 1))
+                                   "unless written '|-' or '>-'" % (json.dumps(value, ensure_ascii=False), name,
+                                                                    match.start() + 1))
 
 
 def _refused(option, value, message):
@@ -199,8 +199,8 @@ def _choice(value, choices, option, what):
         return value
     if not isinstance(value, str):
         raise ValidationError(option, "expected one of %s, got %s" % (", ".join(choices), kind(value)))
-    raise _refused(option, value, "'%s' is not a %s; one of %s%s" % (value, what, ", ".join(choices),
-                                                                       _suggestion(value, choices)))
+    raise _refused(option, value, "'%s' is not a %s; one of %s%s"
+                   % (value, what, ", ".join(choices), _suggestion(value, choices)))
 
 
 def normalize_state(value, option="state"):

@@ -391,7 +391,7 @@ results:
     - With O(registrations) or O(registrations_file), only the registrations whose RV(results[].result) is not
       V(unchanged) (and those taken over), in the order declared, then those purged; the first 1,000 of them.
       RV(results_omitted) counts the others, and RV(summary) counts every registration.
-    - When a failure that every call would meet stopped the run (see RV(msg)), only the first 10 of the
+    - When a failure that every call would meet stopped the run (see C(msg)), only the first 10 of the
       registrations it failed or left unsent are listed.
   returned: with O(registrations) or O(registrations_file)
   type: list

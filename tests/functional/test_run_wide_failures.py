@@ -11,7 +11,6 @@ connections made to it)."""
 import os
 import socket
 import threading
-import time
 
 import pytest
 

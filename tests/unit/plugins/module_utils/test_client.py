@@ -157,7 +157,7 @@ def test_retries_end_with_an_error_naming_the_number_and_the_attempts():
     for call in calls:
         error = call.error
         assert error.retryable and error.run_wide and error.code == "UNAVAILABLE" and error.option == "api_endpoint"
-        assert error.phone_number == call.registration.phone_number in str(error)
+        assert error.phone_number == call.registration.phone_number and error.phone_number in str(error)
         assert "after %d attempt(s)" % call.attempts in str(error) and "check api_endpoint" in str(error)
 
 
