@@ -224,7 +224,9 @@ class SipBreakoutClient:
                 done(call)
             if halted:
                 fresh = None
-                waiting = [entry[2] for entry in retries] + ([probe] if probe is not None and probe_due is not None else [])
+                waiting = [entry[2] for entry in retries]
+                if probe is not None and probe_due is not None:  # the probe, waiting to be sent again
+                    waiting.append(probe)
                 retries, probe = [], None
                 for call in waiting:
                     self._give_up(call)

@@ -30,8 +30,8 @@ from .registration import Item, Registration, normalize_state
 from .registration_list import declared_items
 from .registrations_file import RegistrationsFile
 
-# What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or the API was down)
-# before its call.
+# What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or a failure every
+# call would meet) before its call.
 CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT = "created", "updated", "unchanged", "deleted", "failed", \
     "not_sent"
 OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT)
@@ -123,7 +123,7 @@ class RegistrationService:
         self.taken = {}  # {key under this principal: (key, entry)} of a previous principal's entries taken over
         self._after = []  # steps of the takeover that the items do not name
         self._doomed = []  # keys the purge deletes, in order
-        self._stopped_by = []  # why no further call is started: the API is down, or fail_fast
+        self._stopped_by = []  # why no further call is started: a run-wide failure, or fail_fast
         self.run_wide_failure = None  # the error every call would have met, when one stopped the run
         self._lowest = None  # the fewest calls the client allowed in flight, over every apply()
         self._sent = 0
@@ -235,9 +235,10 @@ class RegistrationService:
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
         """Send every step's call, ``concurrency`` in flight; record them in the ledger, in one update.
 
-        No call is started after one has failed for a transient reason with all its retries spent (the API is
-        down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure, in this
-        apply() or a later one of the same run; calls already in flight finish. The ledger is updated even if
+        No call is started after a failure that every call would meet (``Call.run_wide``: the credentials refused,
+        a certificate not trusted, the API down through all retries; kept in ``run_wide_failure``), nor with
+        ``fail_fast`` after any failure, in this apply() or a later one of the same run; calls already in flight
+        finish. The ledger is updated even if
         something unexpected interrupts the calls, so nothing that was applied is forgotten.
         """
         stopped_by = self._stopped_by

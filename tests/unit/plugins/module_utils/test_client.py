@@ -185,9 +185,14 @@ def test_while_the_api_may_be_down_one_call_is_retried_until_it_answers_then_all
     assert len(rpc.sent) == 200 + 15 + 5
 
 
-def test_a_certificate_the_host_does_not_trust_is_not_retried_and_stops_the_run():
-    details = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Ssl handshake failed: "
-               "SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED")
+@pytest.mark.parametrize("details", [
+    # grpcio 1.85 (BoringSSL), and Debian 12's 1.51 (OpenSSL 3), as each reports an untrusted CA
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed "
+    "(TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: "
+    "self signed certificate in certificate chain: OK",
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Ssl handshake failed: SSL_ERROR_SSL: "
+    "error:0A000086:SSL routines::certificate verify failed"])
+def test_a_certificate_the_host_does_not_trust_is_not_retried_and_stops_the_run(details):
     client, rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAVAILABLE, details))
     calls = _calls(100)
     client.run(calls, concurrency=4)
