@@ -20,6 +20,10 @@ ITEM_OPTIONS = ("phone_number", "sip_uri", "route_type", "mobile_originating_pre
                 "state")
 # The top-level options an item takes when it does not set its own.
 DEFAULTED = ITEM_OPTIONS[1:]
+# How each option of an item is checked, in this order: the route type's check needs the state.
+_CHECKS = (("phone_number", normalize_phone_number), ("state", normalize_state),
+           ("route_type", normalize_route_type), ("sip_uri", normalize_sip_uri),
+           ("mobile_originating_prefix", normalize_prefix), ("mobile_terminating_prefix", normalize_prefix))
 _UNSET = (None, "")
 
 
@@ -56,8 +60,9 @@ def _within(error, where):
 
 
 def _defaults(options, problems):
-    """The top-level values of DEFAULTED, checked once under their own names (None: unset or invalid)."""
-    values = {}
+    """The top-level values of DEFAULTED, checked once under their own names (None when unset, the ValidationError
+    when refused), and phone_number, which has none."""
+    values = dict(phone_number=None)
     checks = dict(sip_uri=normalize_sip_uri, mobile_originating_prefix=normalize_prefix,
                   mobile_terminating_prefix=normalize_prefix, state=normalize_state,
                   route_type=lambda value, option: normalize_route_type(value, "absent", option))
@@ -74,46 +79,43 @@ def _defaults(options, problems):
 
 
 def _checked(entry, defaults, where, problems, index):
-    """The Item of one mapping, or None with each of its problems added."""
+    """The Item of one mapping, or None with each of its problems added. Only what the item sets is checked: the
+    top-level values are checked once, by _defaults."""
     found = []
-
-    def value(name, normalize, *args):
-        """The item's own value, checked; else the top-level one (None when that is unset or refused)."""
-        given = entry.get(name)
-        if given in _UNSET:
-            default = defaults.get(name)
-            return None if isinstance(default, ValidationError) else default
-        try:
-            return normalize(given, *args, option="%s.%s" % (where, name))
-        except ValidationError as exc:
-            found.append(exc)
-            return None
-
-    def required(name, text):
-        if entry.get(name) in _UNSET and defaults.get(name) is None:
-            found.append(ValidationError("%s.%s" % (where, name), text))
-
+    values = dict(defaults)
     for name in entry:
         if name not in ITEM_OPTIONS:
             near = difflib.get_close_matches(str(name), ITEM_OPTIONS, n=1, cutoff=0.6)
             found.append(ValidationError(where, "unknown option '%s'; an item takes %s%s" % (
                 name, ", ".join(ITEM_OPTIONS), "; did you mean '%s'?" % near[0] if near else "")))
-    number = value("phone_number", normalize_phone_number)
-    state = value("state", normalize_state) or "present"
-    route_type = value("route_type", normalize_route_type, state)
-    if state == "present":
-        required("route_type", "is required with state=present, in the item or as the top-level route_type; one "
-                               "of %s" % ", ".join(ROUTE_TYPES))
-    sip_uri = value("sip_uri", normalize_sip_uri)
-    required("sip_uri", "is required, in the item or as the top-level sip_uri, for example "
-                        "'sips:pbx.example.com:5061'")
-    prefixes = [value(name, normalize_prefix) for name in ("mobile_originating_prefix", "mobile_terminating_prefix")]
+    for name, normalize in _CHECKS:
+        given = entry.get(name)
+        if given in _UNSET:
+            continue
+        try:
+            if name == "route_type":
+                state = values["state"] if isinstance(values["state"], str) else "present"
+                values[name] = normalize(given, state, option="%s.%s" % (where, name))
+            else:
+                values[name] = normalize(given, option="%s.%s" % (where, name))
+        except ValidationError as exc:
+            found.append(exc)
+            values[name] = exc
+    state = values["state"] if isinstance(values["state"], str) else "present"
+    if values["route_type"] is None and state == "present":
+        found.append(ValidationError("%s.route_type" % where, "is required with state=present, in the item or as the "
+                                                              "top-level route_type; one of %s" % ", ".join(ROUTE_TYPES)))
+    if values["sip_uri"] is None:
+        found.append(ValidationError("%s.sip_uri" % where, "is required, in the item or as the top-level sip_uri, "
+                                                           "for example 'sips:pbx.example.com:5061'"))
+    number = values["phone_number"] if isinstance(values["phone_number"], str) else None
     for error in found:
         error.phone_number = number
         problems.add(error, index)
-    if found:
-        return None
-    return Item(Registration(number, sip_uri, route_type, *prefixes), state, index=index)
+    if found or any(isinstance(value, ValidationError) for value in values.values()):
+        return None  # a refused top-level value is named once, not for each item that takes it
+    return Item(Registration(number, values["sip_uri"], values["route_type"], values["mobile_originating_prefix"],
+                             values["mobile_terminating_prefix"]), state, index=index)
 
 
 def declared_items(entries, options, key=None, demand=None):

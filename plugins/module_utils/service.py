@@ -21,6 +21,7 @@ import time
 
 from . import purge_guard
 from .adoption import ADOPT, Takeover, replaced_by
+from .auth import names_one_subscription
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
@@ -478,9 +479,10 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
     with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection:
         if source is None and bulk:
             # Every item checked, what the credentials demand of it too, before anything else happens.
-            items = declared_items(options["registrations"], options, demand=connection.check_registration,
-                                   key=lambda registration: entry_key(connection.endpoint, connection.principal,
-                                                                      registration))
+            # With a user token every number is the token's: one registration per URI, as entry_key keys them.
+            by_uri = (lambda registration: registration.sip_uri) if names_one_subscription(connection.principal) \
+                else None
+            items = declared_items(options["registrations"], options, key=by_uri, demand=connection.check_registration)
         elif source is None:
             state = normalize_state(options.get("state"))
             items = [Item(Registration.from_options(options, state), state)]
