@@ -95,34 +95,15 @@ LOOP_PLAY = """
       loop: "{{ registrations }}"
 """
 
-DEFAULTS_PLAY = """
-- name: One task for every number, what they share given once
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Register the numbers
-      wgtwo.sipbreakout.registration:
-        registrations: "{{ registrations }}"
-        sip_uri: "{{ sip_uri }}"
-        route_type: loop
-        api_endpoint: "{{ connection.api_endpoint }}"
-        ca_path: "{{ connection.ca_path }}"
-        token_url: "{{ connection.token_url }}"
-        client_id: "{{ connection.client_id }}"
-        client_secret: "{{ connection.client_secret }}"
-        ledger_path: "{{ connection.ledger_path }}"
-        token_cache_path: "{{ connection.token_cache_path }}"
-        concurrency: "{{ concurrency }}"
-"""
-
-BULK_PLAY = """
+# The bulk task in a play, with room for more options (%s).
+_BULK_PLAY_WITH = """
 - name: One task for every number
   hosts: localhost
   gather_facts: false
   tasks:
     - name: Register the numbers
       wgtwo.sipbreakout.registration:
-        registrations: "{{ registrations }}"
+        registrations: "{{ registrations }}"%s
         api_endpoint: "{{ connection.api_endpoint }}"
         ca_path: "{{ connection.ca_path }}"
         token_url: "{{ connection.token_url }}"
@@ -132,6 +113,11 @@ BULK_PLAY = """
         token_cache_path: "{{ connection.token_cache_path }}"
         concurrency: "{{ concurrency }}"
 """
+# The same task with what the numbers share given once, at the top level: the items hold their number only.
+BULK_PLAY = _BULK_PLAY_WITH % ""
+DEFAULTS_PLAY = _BULK_PLAY_WITH % """
+        sip_uri: "{{ sip_uri }}"
+        route_type: loop"""
 
 
 class BenchmarkError(Exception):

@@ -2,7 +2,8 @@
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The registration module run as Ansible runs it on a host: its own process, its arguments from a file, its result
-read from what it prints, as the controller reads it (so its size is the size the controller receives)."""
+read from what it prints, as the controller reads it (so its size is the size the controller receives); and a play
+of it run by ansible-playbook, against the collection under test."""
 
 import itertools
 import json
@@ -11,7 +12,21 @@ import subprocess
 import sys
 import time
 
+import ansible_collections
+
 MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration"
+COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
+# For a play's module_defaults: the connection options from the variables of the same names.
+CONNECTION_DEFAULTS = """
+    group/wgtwo.sipbreakout.sipbreakout:
+      api_endpoint: "{{ api_endpoint }}"
+      ca_path: "{{ ca_path }}"
+      token_url: "{{ token_url }}"
+      client_id: "{{ client_id }}"
+      client_secret: "{{ client_secret }}"
+      ledger_path: "{{ ledger_path }}"
+      token_cache_path: "{{ token_cache_path }}"
+"""
 _RUNS = itertools.count()
 
 
@@ -43,3 +58,18 @@ def run_module(work_dir, args, check_mode=False, diff=False, timeout=300):
         raise AssertionError("no module result (exit %d): %s %s" % (run.returncode, output[-2000:],
                                                                     run.stderr.decode("utf-8", "replace")[-2000:]))
     return Outcome(result, output, run.stderr.decode("utf-8", "replace"), run.returncode, elapsed)
+
+
+def run_playbook(work_dir, play, variables, *args):
+    """ansible-playbook of ``play`` on localhost with ``variables`` (from a 0600 file, they may hold a secret) and
+    ``args``; the module runs with this Python. Returns the finished process; its output is in stdout."""
+    path = os.path.join(str(work_dir), "play-%d" % next(_RUNS))
+    fd = os.open(path + ".json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(dict(variables, ansible_python_interpreter=sys.executable), handle)
+    with open(path + ".yml", "w", encoding="utf-8") as handle:
+        handle.write(play)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    return subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "@%s.json" % path] + list(args)
+                          + [path + ".yml"], env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -6,18 +6,10 @@ emulator), the registrations that changed or failed only, the first 1,000 with t
 list not echoed back in ``invocation`` (whose no_log values stay masked); and ``--check --diff`` showing the first
 1,000 changes, not one per item."""
 
-import json
-import os
-import subprocess
-import sys
-
-import ansible_collections
-
 from sipbreakout_emulator.testing import running_emulator
 
-from module_process import run_module
+from module_process import CONNECTION_DEFAULTS, run_module, run_playbook
 
-COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
 CLIENT_ID, CLIENT_SECRET = "results-client", "results-Secret-3318"
 SIP_URI = "sips:pbx.example.com:5061"
 FALLBACK = (7, 700, 1100)  # the items that set their own route type
@@ -78,40 +70,23 @@ def test_a_long_list_returns_what_changed_or_failed_the_first_1000_and_does_not_
 PLAY = """
 - hosts: localhost
   gather_facts: false
-  tasks:
+  module_defaults:%s  tasks:
     - name: Every number of the list
       wgtwo.sipbreakout.registration:
         registrations: "{{ numbers }}"
         sip_uri: sips:pbx.example.com:5061
         route_type: loop
-        api_endpoint: "{{ api_endpoint }}"
-        ca_path: "{{ ca_path }}"
-        token_url: "{{ token_url }}"
-        client_id: "{{ client_id }}"
-        client_secret: "{{ client_secret }}"
-        ledger_path: "{{ ledger_path }}"
-        token_cache_path: "{{ token_cache_path }}"
-"""
+""" % CONNECTION_DEFAULTS
 
 
 def test_check_diff_of_a_long_list_shows_the_first_1000_changes(tmp_path):
     count = 3000
     with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)]) as emu:
-        variables = tmp_path / "vars.json"
         args = _args(emu, tmp_path, None)
-        variables.write_text(json.dumps(dict(
-            numbers=[dict(phone_number="+4793%07d" % index) for index in range(count)],
-            ansible_python_interpreter=sys.executable,
-            **dict((key, args[key]) for key in ("api_endpoint", "ca_path", "token_url", "client_id", "client_secret",
-                                                "ledger_path", "token_cache_path")))))
-        os.chmod(str(variables), 0o600)
-        playbook = tmp_path / "play.yml"
-        playbook.write_text(PLAY)
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-        run = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "@%s" % variables,
-                              "--check", "--diff", str(playbook)], env=env, capture_output=True, text=True,
-                             timeout=300, check=False)
+        variables = dict((key, args[key]) for key in ("api_endpoint", "ca_path", "token_url", "client_id",
+                                                      "client_secret", "ledger_path", "token_cache_path"))
+        variables["numbers"] = [dict(phone_number="+4793%07d" % index) for index in range(count)]
+        run = run_playbook(tmp_path, PLAY, variables, "--check", "--diff")
         calls = emu.calls(limit=0)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]

@@ -13,10 +13,7 @@ Every test ends at the emulator: it saw no call and no token request."""
 
 import json
 import os
-import subprocess
-import sys
 
-import ansible_collections
 import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
@@ -25,9 +22,8 @@ from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import e
 
 from sipbreakout_emulator.testing import running_emulator
 
-from module_process import run_module
+from module_process import CONNECTION_DEFAULTS, run_module, run_playbook
 
-COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
 CLIENT_ID, CLIENT_SECRET = "input-client", "input-Secret-5521"
 GOOD = dict(phone_number="+4799990000", sip_uri="sips:pbx.example.com:5061", route_type="loop",
             mobile_originating_prefix="11", mobile_terminating_prefix="22", state="present")
@@ -108,16 +104,7 @@ PLAY = """
     pbx_numbers:
       - phone_number: +4791110007
         route_type: loop
-  module_defaults:
-    group/wgtwo.sipbreakout.sipbreakout:
-      api_endpoint: "{{ api_endpoint }}"
-      ca_path: "{{ ca_path }}"
-      token_url: "{{ token_url }}"
-      client_id: "{{ client_id }}"
-      client_secret: "{{ client_secret }}"
-      ledger_path: "{{ ledger_path }}"
-      token_cache_path: "{{ token_cache_path }}"
-  tasks:
+  module_defaults:%s  tasks:
     - name: One number, unquoted
       wgtwo.sipbreakout.registration:
         phone_number: +4791110001
@@ -155,22 +142,13 @@ PLAY = """
         content: "{{ {'single': single, 'listed': listed, 'problems': planned.problems} | to_json }}"
         dest: "{{ outcome_path }}"
         mode: "0600"
-"""
+""" % CONNECTION_DEFAULTS
 
 
 def test_yaml_numbers_and_mistakes_in_items_are_named_all_at_once_as_ansible_playbook_reads_them(tmp_path):
     with running_emulator(tmp_path / "emu", clients=[(CLIENT_ID, CLIENT_SECRET)]) as emu:
         outcome_path = tmp_path / "outcome.json"
-        variables = tmp_path / "vars.json"
-        variables.write_text(json.dumps(dict(_connection(emu, tmp_path), outcome_path=str(outcome_path),
-                                             ansible_python_interpreter=sys.executable)))
-        os.chmod(str(variables), 0o600)
-        playbook = tmp_path / "play.yml"
-        playbook.write_text(PLAY)
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-        run = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "@%s" % variables,
-                              str(playbook)], env=env, capture_output=True, text=True, timeout=300, check=False)
+        run = run_playbook(tmp_path, PLAY, dict(_connection(emu, tmp_path), outcome_path=str(outcome_path)))
         assert run.returncode == 0, run.stdout + run.stderr
         outcome = json.loads(outcome_path.read_text())
         _nothing_reached(emu, tmp_path)
