@@ -288,13 +288,16 @@ EXAMPLES = r"""
 
 - name: Exactly these numbers, in one task; every other number of this ledger is deleted
   wgtwo.sipbreakout.registration:
+    # What the numbers share, once; each item sets only what differs.
+    sip_uri: "sips:pbx.example.com:5061"
+    route_type: loop
+    mobile_originating_prefix: "11"
     registrations:
       - phone_number: "+4799990000"
-        sip_uri: "sips:pbx.example.com:5061"
-        route_type: loop
       - phone_number: "+4799990001"
-        sip_uri: "sips:pbx.example.com:5061"
         route_type: fallback
+      - phone_number: "+4799990002"
+        sip_uri: "sips:pbx2.example.com:5061"
     purge: true
     client_id: "{{ vault_wgtwo_client_id }}"
     client_secret: "{{ vault_wgtwo_client_secret }}"
