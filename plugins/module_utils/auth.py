@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 from .errors import AuthError, ValidationError
 from .retry import Backoff
 from .statefile import StateFile, locked
-from .trust import ca_bundle_path
+from .trust import ca_bundle_path, untrusted
 
 # requests and requests-oauthlib are only looked for here and imported by _oauth() when a token is fetched: a run on
 # a cached token (every re-run within the token's hour, most keepalive passes) saves about 0.15 s of imports.
@@ -294,12 +294,14 @@ class _EndpointTokenSource(TokenSource):
         try:
             return call(timeout=max(0.5, deadline.remaining()))
         except exceptions.SSLError as exc:
-            # requests counts it as a connection error, but a certificate this host does not trust is the same on
-            # every attempt: never retried.
-            raise AuthError("the token endpoint %s presented a certificate this host does not trust (%s): set "
-                            "ca_path to the CA certificate that signed it (a private deployment, the emulator), or "
-                            "add that CA to the host's trust store" % (self.token_url, exc),
-                            option="ca_path")
+            # requests counts it as a connection error, but a TLS failure is the same on every attempt: never
+            # retried.
+            if untrusted(str(exc)):
+                raise AuthError("the token endpoint %s presented a certificate this host does not trust (%s): set "
+                                "ca_path to the CA certificate that signed it (a private deployment, the emulator), "
+                                "or add that CA to the host's trust store" % (self.token_url, exc), option="ca_path")
+            raise AuthError("the TLS handshake with the token endpoint %s failed (%s): check that token_url names "
+                            "an https:// port of the token endpoint" % (self.token_url, exc), option="token_url")
         except (exceptions.ConnectionError, exceptions.Timeout) as exc:
             raise _TransientTokenError("%s: %s" % (type(exc).__name__, exc))
 

@@ -15,7 +15,7 @@ from . import wire
 from .errors import ApiError, AuthError, NotAcceptableError, SipBreakoutError, ValidationError
 from .registration import ROUTE_TYPES
 from .retry import Backoff, Deadline
-from .trust import root_certificates
+from .trust import root_certificates, untrusted
 
 try:
     import grpc
@@ -33,10 +33,6 @@ DOCUMENTED_TTL = 3600
 # Worth another attempt: the server or the path to it is briefly unable to answer.
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 _ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?")
-# gRPC reports a certificate it does not trust as UNAVAILABLE, as it does a refused connection; only the details
-# tell them apart. Retrying cannot help: the same certificate comes back.
-_UNTRUSTED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|not in peer certificate|"
-                        r"unable to get local issuer certificate|self.signed certificate", re.IGNORECASE)
 # What to check when a transient failure outlasted every retry, by gRPC status: (option, hint).
 _OUTLASTED = {
     "UNAVAILABLE": ("api_endpoint", "check api_endpoint and that this host reaches it (DNS, firewall, proxy)"),
@@ -305,7 +301,7 @@ class SipBreakoutClient:
             if code == "UNAUTHENTICATED" and not call.renewed and self._token_source.invalidate(call.token):
                 call.renewed = True  # the token expired or was revoked early: one fresh token, one more try
                 return time.monotonic()
-            if code in _TRANSIENT and not _UNTRUSTED.search(call.details or ""):
+            if code in _TRANSIENT and not untrusted(call.details):
                 call.attempts += 1
                 pause = self._backoff.pause(call.attempts, call.deadline)
                 if pause is not None:
@@ -350,7 +346,7 @@ class SipBreakoutClient:
         if code == "PERMISSION_DENIED":
             return AuthError("%s was refused, PERMISSION_DENIED (%s): the token needs scope call.routing:write and, "
                              "for a user token, must belong to this number" % (where, detail), number)
-        if _UNTRUSTED.search(detail):
+        if untrusted(detail):
             return ApiError("%s failed: this host does not trust the certificate of api_endpoint %s (%s): set ca_path "
                             "to the CA certificate that signed it (a private deployment, the emulator), or add that "
                             "CA to the host's trust store" % (where, self.endpoint, detail),

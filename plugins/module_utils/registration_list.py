@@ -11,8 +11,8 @@ one it does not set itself (left out, null or empty). They are checked once, und
 import difflib
 
 from .errors import ValidationError
-from .registration import ROUTE_TYPES, Item, Registration, kind, normalize_phone_number, normalize_prefix, normalize_route_type, \
-    normalize_sip_uri, normalize_state
+from .registration import ROUTE_TYPES, Item, Registration, kind, normalize_phone_number, normalize_prefix, \
+    normalize_route_type, normalize_sip_uri, normalize_state
 from .registrations_file import MAX_PROBLEMS
 
 OPTION = "registrations"
