@@ -414,7 +414,7 @@ class Keepalive:
         together; returns the fewest calls that were allowed in flight."""
 
         def on_done(call):
-            if call.api_down and not blocker:
+            if call.run_wide and not blocker:
                 blocker.append(call.error)
 
         # Calls start only while one can still end within the claim.

@@ -179,7 +179,8 @@ def test_a_pass_refreshes_only_what_is_due_and_reports(tmp_path, batch_size):
 @pytest.mark.parametrize("batch_size", [1, 2, 5000])
 def test_rejections_are_kept_and_an_outage_stops_the_pass(tmp_path, batch_size):
     errors = {"+4799990001": NotAcceptableError("Secure SIP domain name required", "+4799990001"),
-              "+4799990002": ApiError("UNAVAILABLE", "+4799990002", code="UNAVAILABLE", retryable=True)}
+              "+4799990002": ApiError("UNAVAILABLE", "+4799990002", code="UNAVAILABLE", retryable=True,
+                                      run_wide=True)}
     runner, client, ledger, _clock = _setup(tmp_path, [
         ("+4799990001", 10000.0 - 3500, PRINCIPAL), ("+4799990002", 10000.0 - 3400, PRINCIPAL),
         ("+4799990003", 10000.0 - 3300, PRINCIPAL)], errors=errors, batch_size=batch_size)
