@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one Ansible-aware util: the shared argument spec and an AnsibleModule that turns errors into failures."""
 
+import atexit
 import os
 import sys
 
@@ -13,6 +14,7 @@ from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, HAS_REQUESTS_OAUTHLIB,
 from .client import DEFAULT_ENDPOINT, GRPC_IMPORT_ERROR, HAS_GRPC
 from .errors import SipBreakoutError, ValidationError
 from .ledger import DEFAULT_LEDGER_PATH
+from .progress import Progress
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 
@@ -57,6 +59,10 @@ class SipBreakoutModule(AnsibleModule):
     """An AnsibleModule with the shared options, library checks and readable failures."""
 
     def __init__(self, argument_spec, **kwargs):
+        # The counts the action plugin asked for (a task it runs in the background), from the first moment and
+        # removed when the process ends however it ends: that is how the plugin sees the run end.
+        self.progress = Progress.from_environment()
+        atexit.register(self.progress.close)
         spec = dict(CONNECTION_ARGSPEC)
         spec.update(LEDGER_ARGSPEC)
         spec.update(argument_spec)
@@ -85,10 +91,10 @@ class SipBreakoutModule(AnsibleModule):
         self.fail_json(msg=missing_required_lib(name), exception=error)
 
     def run(self, action):
-        """``action(params, check_mode, diff, on_token, log)`` -> result dict; errors become a failed task."""
+        """``action(params, check_mode, diff, on_token, log, progress)`` -> result dict; errors become a failed task."""
         try:
             result = action(self.params, check_mode=self.check_mode, diff=self._diff,
-                            on_token=self.no_log_values.add, log=self.log)
+                            on_token=self.no_log_values.add, log=self.log, progress=self.progress)
         except SipBreakoutError as exc:
             details = dict(phone_number=exc.phone_number)
             if isinstance(exc, ValidationError):

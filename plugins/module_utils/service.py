@@ -23,6 +23,7 @@ from .adoption import ADOPT, Takeover, replaced_by
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
+from .progress import Progress
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
 from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
 from .registration import Item, Registration
@@ -223,8 +224,9 @@ class RegistrationService:
                                   replaces=_replaces(previous), before_principal=entry.principal))
             yield steps
 
-    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
+    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False, on_call=None):
         """Send every step's call, ``concurrency`` in flight; record them in the ledger, in one update.
+        ``on_call(call)`` is told of each call as it ends (it must be cheap: Progress counts it).
 
         No call is started after one has failed for a transient reason with all its retries spent (the API is
         down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure, in this
@@ -239,6 +241,8 @@ class RegistrationService:
                     stopped_by.append("the API stayed unavailable (%s)" % call.error)
                 elif fail_fast:
                     stopped_by.append("fail_fast, after %s failed" % call.registration.label)
+            if on_call is not None:
+                on_call(call)
 
         # Shared with other module runs; a keepalive pass waits until these calls are recorded.
         with self.ledger.applying():
@@ -435,9 +439,11 @@ def _chunks(iterable, size):
         yield chunk
 
 
-def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None):
+def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None, progress=None):
     """The ``registration`` module: one registration, a list of them (``registrations``) or a file of them
-    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file."""
+    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file;
+    ``progress`` (a :class:`Progress`) counts lines checked, steps done and failed as they happen."""
+    progress = progress or Progress()
     source = None
     bulk = options.get("registrations") is not None
     if options.get("registrations_file"):
@@ -479,13 +485,14 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
         if source is not None:
             with source:
-                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log)
+                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log, progress)
         else:
             for item in items:
                 connection.check_registration(item.registration)
             steps = service.plan(items, **plan)
+            progress.expect(len(steps))
             if not check_mode:
-                service.apply(steps, **apply)
+                service.apply(steps, on_call=progress.call_done, **apply)
             if not bulk:
                 return _single_result(result, steps[0], service, check_mode, diff)
             report = Report(connection.principal, diff=diff)
@@ -498,24 +505,32 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
         return result
 
 
-def _ensure_file(service, source, plan, apply, diff, log):
+def _ensure_file(service, source, plan, apply, diff, log, progress):
     """Check the whole file, decide the purge and takeover, then plan, send and record a chunk at a time
     (``apply`` None: check mode, nothing is sent)."""
     demands = service.connection.check_registration
-    checked = source.check(service.key, lambda item: demands(item.registration), numbers=plan["takeover"] is not None)
+
+    def check(item):
+        progress.line_checked()
+        demands(item.registration)
+
+    checked = source.check(service.key, check, numbers=plan["takeover"] is not None)
     service.prepare(checked.keys, checked.numbers or (), **plan)
+    progress.expect(checked.count)
     report = Report(service.connection.principal, limit=RESULTS_LIMIT, changes_only=True, diff=diff)
 
     def run(steps):
         if apply is not None:
-            service.apply(steps, **apply)
+            service.apply(steps, on_call=progress.call_done, **apply)
         report.add(steps)
+        progress.settled(report.total, report.summary[FAILED])
         if log is not None:
             log("registrations_file %s: %d steps done (%s)" % (source.path, report.total, report.progress()))
 
     for chunk in _chunks(source.items(lambda item: demands(item.registration)), CHUNK_SIZE):
         run(service.steps([(item, service.key(item.registration)) for item in chunk]))
     for steps in service.steps_after(CHUNK_SIZE):
+        progress.expect(len(steps))
         run(steps)
     return report
 
