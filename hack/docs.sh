@@ -24,7 +24,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 generate() {
-    antsibull-docs collection --use-current --squash-hierarchy --output-format simplified-rst \
+    antsibull-docs --config-file "$root/hack/antsibull-docs.cfg" collection --use-current --squash-hierarchy --output-format simplified-rst \
         --no-add-antsibull-docs-version --fail-on-error --dest-dir "$out" wgtwo.sipbreakout >"$out.log" 2>&1 || {
         cat "$out.log" >&2
         rm -f "$out.log"
@@ -48,7 +48,7 @@ case $action in
         ;;
     check)
         # Markup, references between plugins and roles, and the RST antsibull-docs makes of them.
-        antsibull-docs lint-collection-docs --plugin-docs --output-format simplified-rst "$collection"
+        antsibull-docs --config-file "$root/hack/antsibull-docs.cfg" lint-collection-docs --plugin-docs --output-format simplified-rst "$collection"
         echo "docs: antsibull-docs lint-collection-docs --plugin-docs found nothing"
         generate
         if ! diff -ru --label generated --label docs/reference "$out" "$reference" >"$out.diff" 2>&1; then
