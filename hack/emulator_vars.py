@@ -74,8 +74,8 @@ def main(argv):
     except ValueError as exc:
         sys.stderr.write("emulator_vars: %s\n" % exc)
         return 1
-    sys.stdout.write("# Written by hack/emulator_vars.py from %s\n" % os.path.join(os.path.abspath(state_dir),
-                                                                             "emulator.json"))
+    source = os.path.join(os.path.abspath(state_dir), "emulator.json")
+    sys.stdout.write("# Written by hack/emulator_vars.py from %s\n" % source)
     sys.stdout.write(text)
     return 0
 

@@ -46,8 +46,8 @@ def _readme_requirements(kind):
 def _check_installed(collections):
     installed = collections / "ansible_collections" / "wgtwo" / "sipbreakout"
     manifest = json.loads((installed / "MANIFEST.json").read_text())["collection_info"]
-    assert (manifest["namespace"], manifest["name"], manifest["version"]) == ("wgtwo", "sipbreakout",
-                                                                            _galaxy()["version"])
+    wanted = ("wgtwo", "sipbreakout", _galaxy()["version"])
+    assert (manifest["namespace"], manifest["name"], manifest["version"]) == wanted
     # The plugins, and none of the development tooling galaxy.yml's build_ignore names.
     assert (installed / "plugins" / "modules" / "registration.py").is_file()
     assert (installed / "plugins" / "action" / "registration.py").is_file()
