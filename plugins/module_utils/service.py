@@ -23,8 +23,8 @@ from .adoption import ADOPT, Takeover, replaced_by
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
-from .progress import Progress
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
+from .progress import Progress
 from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
 from .registration import Item, Registration
 from .registrations_file import RegistrationsFile
