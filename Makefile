@@ -39,6 +39,13 @@ VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
 DIST := $(BUILD)/dist
 TARBALL := $(DIST)/wgtwo-sipbreakout-$(VERSION).tar.gz
 
+# `make emulator`: the offline API emulator for your own playbooks, its state, variables file and client secret in
+# EMULATOR_DIR; run by the demo's virtual environment unless EMULATOR_PYTHON names another Python that has grpcio,
+# protobuf and cryptography.
+EMULATOR_DIR ?= $(BUILD)/emulator
+EMULATOR_PYTHON ?=
+DEMO_VENV := $(BUILD)/demo/venv
+
 # Debian packages the tests need: git and tar for the build copy; python3-venv for the Debian-end venv;
 # Debian's grpcio/protobuf/requests-oauthlib/psycopg for the tests of that end; shellcheck for the sanity test of
 # the same name (without it, ansible-test skips that test with only a warning); PostgreSQL 15's server and client
@@ -68,6 +75,9 @@ help:
 	@cat <<'EOF'
 	Targets of wgtwo.sipbreakout (the Quick start in README.md needs only the first two):
 	  make demo            own venv, build + install the collection, emulator, playbooks/register.yml, show, stop
+	  make emulator        start the API emulator for your playbooks; vars file $(EMULATOR_DIR:$(ROOT)/%=%)/vars.yml
+	  make emulator-status whether it runs, where, and how many registrations it holds
+	  make emulator-stop   stop it (its vars file and client secret go with it)
 	  make test            every test layer in order: $(LAYERS)
 	  make deps            install the Debian packages the tests need (as root; apt runs only if one is missing)
 	  make venv            .venv with the pinned tools of tests/requirements-dev.txt + tests/constraints.txt
@@ -172,7 +182,19 @@ changelog-lint: venv
 	cd "$(ROOT)"
 	"$(BIN)/antsibull-changelog" lint
 	"$(BIN)/antsibull-changelog" lint-changelog-yaml changelogs/changelog.yaml
-	echo "changelog-lint: fragments and changelogs/changelog.yaml are valid"
+	# CHANGELOG.rst must be what antsibull-changelog renders from changelogs/changelog.yaml (`release` writes both).
+	rendered=$$(mktemp -d)
+	trap 'rm -rf "$$rendered"' EXIT
+	mkdir "$$rendered/changelogs"
+	cp galaxy.yml "$$rendered/"
+	cp changelogs/config.yaml changelogs/changelog.yaml "$$rendered/changelogs/"
+	(cd "$$rendered" && "$(BIN)/antsibull-changelog" generate)
+	if ! diff -u --label CHANGELOG.rst --label rendered CHANGELOG.rst "$$rendered/CHANGELOG.rst"; then
+		echo "changelog-lint: CHANGELOG.rst is not what changelogs/changelog.yaml renders; run" \
+			"'antsibull-changelog generate' (docs/release.md)" >&2
+		exit 1
+	fi
+	echo "changelog-lint: fragments and changelogs/changelog.yaml are valid; CHANGELOG.rst is rendered from it"
 
 .PHONY: ee-check
 ee-check: venv collection dist dev-link
@@ -202,13 +224,13 @@ docs: venv
 
 .PHONY: docs-check
 docs-check: venv collection dev-link
-	@$(call banner,docs-check: doc fragments and docs/reference/ up to date, antsibull-docs lint; troubleshooting page complete)
+	@$(call banner,docs-check: doc fragments and docs/reference/ up to date, antsibull-docs lint; troubleshooting page complete; links; README's install and versions)
 	cd "$(ROOT)" && "$(BIN)/python" hack/doc_fragments.py --check
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" check "$(BUILD)"
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT)" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional/test_docs_troubleshooting.py \
-		tests/functional/test_docs_links.py
+		tests/functional/test_docs_links.py tests/functional/test_docs_install.py
 
 .PHONY: protos-check
 protos-check: venv
@@ -325,10 +347,27 @@ demo: deps collection
 	@$(call banner,demo)
 	PYTHON="$(PYTHON)" "$(ROOT)/hack/demo.sh" "$(BUILD)"
 
+.PHONY: emulator
+emulator: deps dev-link
+	@$(call banner,emulator: the API emulator in $(EMULATOR_DIR))
+	python="$(EMULATOR_PYTHON)"
+	if [[ -z $$python ]]; then
+		PYTHON="$(PYTHON)" "$(ROOT)/hack/demo-venv.sh" "$(DEMO_VENV)"
+		python="$(DEMO_VENV)/bin/python"
+	fi
+	PYTHONPATH="$(ROOT)/tests/emulator:$(DEV_ROOT)" "$$python" "$(ROOT)/hack/emulator_user.py" up "$(EMULATOR_DIR)"
+
+.PHONY: emulator-status emulator-stop
+emulator-status emulator-stop:
+	@python="$(EMULATOR_PYTHON)"
+	if [[ -z $$python ]]; then python=$$([[ -x "$(DEMO_VENV)/bin/python" ]] && echo "$(DEMO_VENV)/bin/python" || echo "$(PYTHON)"); fi
+	PYTHONPATH="$(ROOT)/tests/emulator:$(DEV_ROOT)" "$$python" "$(ROOT)/hack/emulator_user.py" \
+		$(if $(filter emulator-stop,$@),down,status) "$(EMULATOR_DIR)"
+
 .PHONY: clean
 clean:
 	@$(call banner,clean)
-	for state in "$(BUILD)/emulator" "$(BUILD)/demo/emulator" "$(BUILD)/release/collections/emulator"; do
+	for state in "$(EMULATOR_DIR)" "$(BUILD)/demo/emulator" "$(BUILD)/release/collections/emulator"; do
 		if [[ -f "$$state/emulator.json" ]]; then
 			PYTHON="$$( [[ -x "$(BIN)/python" ]] && echo "$(BIN)/python" || echo "$(PYTHON)")" \
 				"$(ROOT)/hack/emulator.sh" stop "$$state" || true

@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one Ansible-aware util: the shared argument spec and an AnsibleModule that turns errors into failures."""
 
+import atexit
 import os
 import sys
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from .auth import HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR
 from .client import GRPC_IMPORT_ERROR, HAS_GRPC
 from .errors import SipBreakoutError
 from .options import CONNECTION, LEDGER, options_in
+from .progress import Progress
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 
@@ -65,6 +67,10 @@ class SipBreakoutModule(AnsibleModule):
     """
 
     def __init__(self, argument_spec, as_given=(), **kwargs):
+        # The counts the action plugin asked for (a task it runs in the background), from the first moment and
+        # removed when the process ends however it ends: that is how the plugin sees the run end.
+        self.progress = Progress.from_environment()
+        atexit.register(self.progress.close)
         spec = dict(CONNECTION_ARGSPEC)
         spec.update(LEDGER_ARGSPEC)
         spec.update(argument_spec)
@@ -128,11 +134,11 @@ class SipBreakoutModule(AnsibleModule):
         super().fail_json(msg, **kwargs)
 
     def run(self, action):
-        """``action(params, check_mode, diff, on_token, log)`` -> result dict; errors become a failed task. The
-        action gets the options of ``as_given`` as the task gave them."""
+        """``action(params, check_mode, diff, on_token, log, progress)`` -> result dict; errors become a failed
+        task. The action gets the options of ``as_given`` as the task gave them."""
         try:
             result = action(dict(self.params, **self.given), check_mode=self.check_mode, diff=self._diff,
-                            on_token=self.no_log_values.add, log=self.log)
+                            on_token=self.no_log_values.add, log=self.log, progress=self.progress)
         except SipBreakoutError as exc:
             details = dict(phone_number=exc.phone_number)
             if exc.option:

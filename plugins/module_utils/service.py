@@ -30,6 +30,7 @@ from .errors import ValidationError
 from .ledger import open_ledger
 from .ledger_entry import LedgerEntry, entry_key, isoformat
 from .ledger_store import Lease, owner_name
+from .progress import Progress
 from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
 from .registration import Item, Registration, normalize_state
 from .registration_list import declared_items
@@ -258,8 +259,9 @@ class RegistrationService:
                                   replaces=_replaces(previous), before_principal=entry.principal))
             yield steps
 
-    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
+    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False, on_call=None):
         """Record what the steps' calls may do, send them (``concurrency`` in flight), and record their answers.
+        ``on_call(call)`` is told of each call as it ends (it must be cheap: Progress counts it).
 
         No call is started after a failure that every call would meet (``Call.run_wide``: the credentials refused,
         a certificate not trusted, the API down through all retries; kept in ``run_wide_failure``), nor with
@@ -277,6 +279,8 @@ class RegistrationService:
                                       % call.registration.label)
                 elif fail_fast:
                     stopped_by.append("fail_fast, after %s failed" % call.registration.label)
+            if on_call is not None:
+                on_call(call)
 
         def stop():
             self.lease.keep()  # renewed between calls, so it never expires while one is in flight
@@ -549,10 +553,12 @@ def _chunks(iterable, size):
         yield chunk
 
 
-def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None):
+def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None, progress=None):
     """The ``registration`` module: one registration, a list of them (``registrations``, the top-level
     ``sip_uri``, ``route_type``, prefixes and ``state`` as the defaults of its items) or a file of them
-    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file."""
+    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file;
+    ``progress`` (a :class:`Progress`) counts lines checked, steps done and failed as they happen."""
+    progress = progress or Progress()
     source = None
     bulk = options.get("registrations") is not None
     if options.get("registrations_file"):
@@ -589,12 +595,13 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
         if source is not None:
             with source:
-                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log)
+                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log, progress)
             result["registrations_file"] = source.path
         else:
             steps = service.plan(items, **plan)
+            progress.expect(len(steps))
             if not check_mode:
-                service.apply(steps, **apply)
+                service.apply(steps, on_call=progress.call_done, **apply)
             if not bulk:
                 return _single_result(result, steps[0], service, check_mode, diff)
             report = Report(connection.principal, diff=diff)
@@ -605,24 +612,32 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
         return result
 
 
-def _ensure_file(service, source, plan, apply, diff, log):
+def _ensure_file(service, source, plan, apply, diff, log, progress):
     """Check the whole file, decide the purge and takeover, then plan, send and record a chunk at a time
     (``apply`` None: check mode, nothing is sent)."""
     demands = service.connection.check_registration
-    checked = source.check(service.key, lambda item: demands(item.registration), numbers=plan["takeover"] is not None)
+
+    def check(item):
+        progress.line_checked()
+        demands(item.registration)
+
+    checked = source.check(service.key, check, numbers=plan["takeover"] is not None)
     service.prepare(checked.keys, checked.numbers or (), **plan)
+    progress.expect(checked.count)
     report = Report(service.connection.principal, diff=diff)
 
     def run(steps):
         if apply is not None:
-            service.apply(steps, **apply)
+            service.apply(steps, on_call=progress.call_done, **apply)
         report.add(steps)
+        progress.settled(report.total, report.summary[FAILED])
         if log is not None:
             log("registrations_file %s: %d steps done (%s)" % (source.path, report.total, report.progress()))
 
     for chunk in _chunks(source.items(lambda item: demands(item.registration)), CHUNK_SIZE):
         run(service.steps([(item, service.key(item.registration)) for item in chunk]))
     for steps in service.steps_after(CHUNK_SIZE):
+        progress.expect(len(steps))
         run(steps)
     return report
 

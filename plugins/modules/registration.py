@@ -244,6 +244,16 @@ notes:
   - Credentials given as environment variables on the controller do not reach modules that run on other hosts;
     pass them as options there (the C(wgtwo.sipbreakout.pbx) role does).
   - Use O(ignore:group/wgtwo.sipbreakout.sipbreakout) in C(module_defaults) to set the connection options once.
+  - A long run shows its progress. A list of 5,000 registrations or more (not in check mode) and a registrations
+    file of 250 kB (about 5,000 lines) or more run in the background on their host, with Ansible's async machinery
+    and without the task's C(async) keyword; every 5 seconds the task prints how many are done, the rate, the
+    failures so far and the time left, in C(ansible-playbook) and in an AWX job's output. Shorter runs, check mode
+    of a list and a task with its own C(async) run as any module does.
+  - While such a run lasts, its counts are in a 0600 file of a 0700 directory inside the task's private remote
+    temporary directory; both go when it ends. Where the module cannot create them (C(become) to an unprivileged
+    user who cannot write there), the lines only say how long it has been running. Interrupting
+    C(ansible-playbook) does not stop a run in the background; it ends on its host and records what it applied in
+    the ledger.
 seealso:
   - name: SIP breakout API
     description: The operator's documentation of the API this module calls.
