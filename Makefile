@@ -39,16 +39,28 @@ VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
 DIST := $(BUILD)/dist
 TARBALL := $(DIST)/wgtwo-sipbreakout-$(VERSION).tar.gz
 
+# `make emulator`: the offline API emulator for your own playbooks, its state, variables file and client secret in
+# EMULATOR_DIR; run by the demo's virtual environment unless EMULATOR_PYTHON names another Python that has grpcio,
+# protobuf and cryptography.
+EMULATOR_DIR ?= $(BUILD)/emulator
+EMULATOR_PYTHON ?=
+DEMO_VENV := $(BUILD)/demo/venv
+
 # Debian packages the tests need: git and tar for the build copy; python3-venv for the Debian-end venv;
 # Debian's grpcio/protobuf/requests-oauthlib/psycopg for the tests of that end; shellcheck for the sanity test of
 # the same name (without it, ansible-test skips that test with only a warning); PostgreSQL 15's server and client
 # for the test cluster (hack/postgresql.py runs /usr/lib/postgresql/15/bin).
 DEB_PACKAGES := git tar ca-certificates python3 python3-venv python3-grpcio python3-protobuf \
 	python3-requests-oauthlib python3-psycopg shellcheck systemd postgresql-15 postgresql-client-15
+# The observability layer's own: promtool (in Debian's prometheus) and node-exporter, whose textfile collector
+# serves the keepalive's metrics to the tests. Where invoke-rc.d may start services (no policy-rc.d), installing
+# them starts their daemons too (ports 9090 and 9100); the tests start node-exporter on a port of their own.
+OBSERVABILITY_PACKAGES := prometheus prometheus-node-exporter
 
 # `make test` runs these in this order: cheap and static first. The integration tests run in release-check, from
 # the installed release tarball (`make integration` runs them from the build copy, for development).
-LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional awx release-check
+LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional observability awx \
+	release-check
 # The molecule layer joins once the tree has scenarios.
 ifneq ($(wildcard $(ROOT)/extensions/molecule/*/molecule.yml),)
 LAYERS += molecule
@@ -63,6 +75,9 @@ help:
 	@cat <<'EOF'
 	Targets of wgtwo.sipbreakout (the Quick start in README.md needs only the first two):
 	  make demo            own venv, build + install the collection, emulator, playbooks/register.yml, show, stop
+	  make emulator        start the API emulator for your playbooks; vars file $(EMULATOR_DIR:$(ROOT)/%=%)/vars.yml
+	  make emulator-status whether it runs, where, and how many registrations it holds
+	  make emulator-stop   stop it (its vars file and client secret go with it)
 	  make test            every test layer in order: $(LAYERS)
 	  make deps            install the Debian packages the tests need (as root; apt runs only if one is missing)
 	  make venv            .venv with the pinned tools of tests/requirements-dev.txt + tests/constraints.txt
@@ -74,6 +89,7 @@ help:
 	  make units-debian    the same unit tests on Debian's python3-grpcio 1.51 / python3-protobuf 3.21
 	  make functional      pytest tests/functional
 	  make postgresql      the test PostgreSQL (.build/postgresql): create once, start or reuse (make postgresql-stop)
+	  make observability   alerting rules (promtool test rules) and dashboard of extensions/observability against the keepalive's real metrics
 	  make integration     emulator + ansible-test integration of the build copy; the emulator is stopped afterwards
 	  make awx             AWX-like jobs: the credential type, ansible-runner with the emulator, job slicing (tests/awx)
 	  make release-check   install the release tarball into an empty path: ansible-doc of everything, integration tests
@@ -166,7 +182,19 @@ changelog-lint: venv
 	cd "$(ROOT)"
 	"$(BIN)/antsibull-changelog" lint
 	"$(BIN)/antsibull-changelog" lint-changelog-yaml changelogs/changelog.yaml
-	echo "changelog-lint: fragments and changelogs/changelog.yaml are valid"
+	# CHANGELOG.rst must be what antsibull-changelog renders from changelogs/changelog.yaml (`release` writes both).
+	rendered=$$(mktemp -d)
+	trap 'rm -rf "$$rendered"' EXIT
+	mkdir "$$rendered/changelogs"
+	cp galaxy.yml "$$rendered/"
+	cp changelogs/config.yaml changelogs/changelog.yaml "$$rendered/changelogs/"
+	(cd "$$rendered" && "$(BIN)/antsibull-changelog" generate)
+	if ! diff -u --label CHANGELOG.rst --label rendered CHANGELOG.rst "$$rendered/CHANGELOG.rst"; then
+		echo "changelog-lint: CHANGELOG.rst is not what changelogs/changelog.yaml renders; run" \
+			"'antsibull-changelog generate' (docs/release.md)" >&2
+		exit 1
+	fi
+	echo "changelog-lint: fragments and changelogs/changelog.yaml are valid; CHANGELOG.rst is rendered from it"
 
 .PHONY: ee-check
 ee-check: venv collection dist dev-link
@@ -196,13 +224,13 @@ docs: venv
 
 .PHONY: docs-check
 docs-check: venv collection dev-link
-	@$(call banner,docs-check: doc fragments and docs/reference/ up to date, antsibull-docs lint; troubleshooting page complete)
+	@$(call banner,docs-check: doc fragments and docs/reference/ up to date, antsibull-docs lint; troubleshooting page complete; links; README's install and versions)
 	cd "$(ROOT)" && "$(BIN)/python" hack/doc_fragments.py --check
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" check "$(BUILD)"
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT)" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional/test_docs_troubleshooting.py \
-		tests/functional/test_docs_links.py
+		tests/functional/test_docs_links.py tests/functional/test_docs_install.py
 
 .PHONY: protos-check
 protos-check: venv
@@ -264,6 +292,14 @@ functional: venv dev-link postgresql
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional
 
+.PHONY: observability
+observability: venv dev-link
+	@$(call banner,observability: extensions/observability against the keepalive's metrics, with promtool)
+	"$(ROOT)/hack/deps.sh" $(OBSERVABILITY_PACKAGES)
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator:$(ROOT)/tests/functional:$(ROOT)/tests/observability" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/observability
+
 .PHONY: integration
 integration: venv collection
 	@$(call banner,integration: emulator + ansible-test integration --python $(ANSIBLE_TEST_PYTHON) --local)
@@ -311,10 +347,27 @@ demo: deps collection
 	@$(call banner,demo)
 	PYTHON="$(PYTHON)" "$(ROOT)/hack/demo.sh" "$(BUILD)"
 
+.PHONY: emulator
+emulator: deps dev-link
+	@$(call banner,emulator: the API emulator in $(EMULATOR_DIR))
+	python="$(EMULATOR_PYTHON)"
+	if [[ -z $$python ]]; then
+		PYTHON="$(PYTHON)" "$(ROOT)/hack/demo-venv.sh" "$(DEMO_VENV)"
+		python="$(DEMO_VENV)/bin/python"
+	fi
+	PYTHONPATH="$(ROOT)/tests/emulator:$(DEV_ROOT)" "$$python" "$(ROOT)/hack/emulator_user.py" up "$(EMULATOR_DIR)"
+
+.PHONY: emulator-status emulator-stop
+emulator-status emulator-stop:
+	@python="$(EMULATOR_PYTHON)"
+	if [[ -z $$python ]]; then python=$$([[ -x "$(DEMO_VENV)/bin/python" ]] && echo "$(DEMO_VENV)/bin/python" || echo "$(PYTHON)"); fi
+	PYTHONPATH="$(ROOT)/tests/emulator:$(DEV_ROOT)" "$$python" "$(ROOT)/hack/emulator_user.py" \
+		$(if $(filter emulator-stop,$@),down,status) "$(EMULATOR_DIR)"
+
 .PHONY: clean
 clean:
 	@$(call banner,clean)
-	for state in "$(BUILD)/emulator" "$(BUILD)/demo/emulator" "$(BUILD)/release/collections/emulator"; do
+	for state in "$(EMULATOR_DIR)" "$(BUILD)/demo/emulator" "$(BUILD)/release/collections/emulator"; do
 		if [[ -f "$$state/emulator.json" ]]; then
 			PYTHON="$$( [[ -x "$(BIN)/python" ]] && echo "$(BIN)/python" || echo "$(PYTHON)")" \
 				"$(ROOT)/hack/emulator.sh" stop "$$state" || true

@@ -20,6 +20,9 @@ bulk re-run
     against an emptied emulator (the same server state as the first run) and the raw client against the full one.
 bulk in ansible-playbook
     the same task in a one-task play, as a user runs it.
+bulk in ansible-playbook, top-level defaults
+    the same registrations, each item with its number only and ``sip_uri`` and ``route_type`` given once at the
+    top level of the task (as a list of one PBX's numbers is written).
 keepalive pass
     ``wgtwo-sipbreakout-keepalive --once --force`` over the ledger the bulk task wrote: every registration
     refreshed in one pass, as its own process.
@@ -37,7 +40,10 @@ file task
 identical re-run
     the same file again: it must report ``changed: false``.
 keepalive pass
-    as above, over the file task's ledger.
+    as above, over the file task's ledger, with its metrics file: the number of series and bytes it wrote.
+registration_info
+    the info module as its own process over that ledger and the pass's health file: the counts only (the default),
+    then with ``list: true`` (the default limit of 1,000 registrations).
 one number added
     the module with one ``phone_number`` as its own process, against the full ledger: the whole task.
 
@@ -63,13 +69,16 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration"
+INFO_MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration_info"
 KEEPALIVE = "ansible_collections.wgtwo.sipbreakout.plugins.module_utils.keepalive"
 CLIENT_ID = "benchmark-client"
 SIP_URI = "sips:pbx.example.com:5061"
-TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0,
+TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0, "play_defaults_vs_raw": 0.65,
            # The large base (issue 12): stated for 1,000,000 registrations, shown at every file size.
            "file_vs_raw": 0.6, "file_rss_mb": 400.0, "add_one_s": 1.0, "keepalive_rss_mb": 200.0,
-           "keepalive_vs_raw": 0.6, "cost_vs_baseline": 1.5}
+           "keepalive_vs_raw": 0.6, "cost_vs_baseline": 1.5,
+           # Issue 19, stated for 1,000,000: registration_info's summary, and the keepalive's metrics file.
+           "info_rss_mb": 100.0, "info_s": 2.0, "metrics_series": 200}
 MILLION = 1000000
 
 LOOP_PLAY = """
@@ -92,14 +101,15 @@ LOOP_PLAY = """
       loop: "{{ registrations }}"
 """
 
-BULK_PLAY = """
+# The bulk task in a play, with room for more options (%s).
+_BULK_PLAY_WITH = """
 - name: One task for every number
   hosts: localhost
   gather_facts: false
   tasks:
     - name: Register the numbers
       wgtwo.sipbreakout.registration:
-        registrations: "{{ registrations }}"
+        registrations: "{{ registrations }}"%s
         api_endpoint: "{{ connection.api_endpoint }}"
         ca_path: "{{ connection.ca_path }}"
         token_url: "{{ connection.token_url }}"
@@ -109,6 +119,11 @@ BULK_PLAY = """
         token_cache_path: "{{ connection.token_cache_path }}"
         concurrency: "{{ concurrency }}"
 """
+# The same task with what the numbers share given once, at the top level: the items hold their number only.
+BULK_PLAY = _BULK_PLAY_WITH % ""
+DEFAULTS_PLAY = _BULK_PLAY_WITH % """
+        sip_uri: "{{ sip_uri }}"
+        route_type: loop"""
 
 
 class BenchmarkError(Exception):
@@ -387,7 +402,7 @@ class Bench:
             handle.write(play)
         variables = os.path.join(work, "vars.json")
         write_private(variables, {"registrations": regs, "connection": self.connection(ledger_path),
-                                  "concurrency": concurrency or self.options.concurrency})
+                                  "concurrency": concurrency or self.options.concurrency, "sip_uri": SIP_URI})
         ansible_playbook = os.path.join(os.path.dirname(self.python), "ansible-playbook")
         result = self.measure(
             [ansible_playbook, "-i", "localhost,", "-c", "local", "-e", "@" + variables, play_path], work)
@@ -398,10 +413,14 @@ class Bench:
         return result
 
     def keepalive(self, count, ledger_path):
-        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed once at the emulator."""
+        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed once at the emulator.
+        Returns the measure, and its metrics file's series and bytes and its health file."""
         work = self.run_dir("keepalive-%d" % count)
         config = os.path.join(work, "keepalive.json")
-        write_private(config, dict(self.connection(ledger_path), health_path=os.path.join(work, "health.json"),
+        health = os.path.join(work, "health.json")
+        metrics = os.path.join(work, "metrics", "wgtwo_sipbreakout.prom")
+        os.makedirs(os.path.dirname(metrics))
+        write_private(config, dict(self.connection(ledger_path), health_path=health, metrics_path=metrics,
                                    concurrency=self.options.concurrency))
         before = self.emu.registrations_summary()["by_upserts"]
         upserts = self.upserts()
@@ -411,7 +430,33 @@ class Bench:
             raise BenchmarkError("keepalive pass of %d: exit %d: %s" % (
                 count, result.returncode, result.stderr[-2000:]))
         self.check_emulator("keepalive pass of %d" % count, count, upserted_once_more(before), upserts, count)
-        return result
+        with open(metrics, "r", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        series = [line for line in lines if line and not line.startswith("#")]
+        if "wgtwo_sipbreakout_registrations_live %d" % count not in series:
+            raise BenchmarkError("keepalive pass of %d: its metrics do not count %d live" % (count, count))
+        return result, dict(series=len(series), bytes=os.path.getsize(metrics), health_path=health)
+
+    def info(self, count, ledger_path, health_path, listing):
+        """registration_info as its own process over ``ledger_path`` of registrations(count): the counts only, or
+        with ``listing`` the first 1,000 registrations (the default limit). Checked from its result; returns the
+        measure and the size of that result in bytes."""
+        name = "info-%s-%d" % ("list" if listing else "counts", count)
+        work = self.run_dir(name)
+        args_path = os.path.join(work, "args.json")
+        write_private(args_path, {"ANSIBLE_MODULE_ARGS": dict(ledger_path=ledger_path, health_path=health_path,
+                                                              list=listing)})
+        result = self.measure([self.python, "-m", INFO_MODULE, args_path], work)
+        try:
+            output = json.loads(result.stdout)
+        except ValueError:
+            raise BenchmarkError("%s: no module result: %s" % (name, result.stderr[-2000:])) from None
+        listed = len(output.get("registrations") or [])
+        if output.get("failed") or output["registrations_total"] != count or output["states"]["live"] != count \
+                or listed != (min(count, 1000) if listing else 0) or not output["keepalive"]["found"]:
+            raise BenchmarkError("%s: %s" % (name, output.get("msg") or dict(
+                (key, output.get(key)) for key in ("registrations_total", "states", "registrations_matched"))))
+        return result, len(result.stdout)
 
 
 def raw_worker():
@@ -487,7 +532,7 @@ def measure_size(bench, count, latency_ms, loop, sequential, largest):
     bulk = bench.bulk(count, ledger)
     rows["bulk"] = row("bulk task (module), concurrency %d" % opts.concurrency, count, bulk["result"].wall,
                        bulk["result"], note="whole module process")
-    passed = bench.keepalive(count, ledger)
+    passed, _metrics = bench.keepalive(count, ledger)
     rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
                             note="every registration refreshed, concurrency %d" % opts.concurrency)
     if latency_ms:
@@ -513,6 +558,11 @@ def measure_size(bench, count, latency_ms, loop, sequential, largest):
         bench.fresh(latency_ms)
         played = bench.playbook(BULK_PLAY, registrations(count), ledger + ".play", "play-%d" % count)
         rows["play"] = row("bulk task in ansible-playbook", count, played.wall, played, note="whole play")
+        bench.fresh(latency_ms)
+        numbers = [dict(phone_number=reg["phone_number"]) for reg in registration_rows(count)]
+        played = bench.playbook(DEFAULTS_PLAY, numbers, ledger + ".defaults", "play-defaults-%d" % count)
+        rows["play_defaults"] = row("bulk task in ansible-playbook, defaults", count, played.wall, played,
+                                    note="whole play; items: phone_number only")
     rows["loop"] = scaled("per-item loop (ansible-playbook), scaled", count, loop)
     return rows
 
@@ -553,9 +603,17 @@ def measure_file_size(bench, count):
     again = bench.file_task(path, count, ledger, expect="unchanged")
     rows["rerun"] = row("identical re-run of the file", count, again["result"].wall, again["result"],
                         note="changed=false; every registration refreshed")
-    passed = bench.keepalive(count, ledger)
+    passed, metrics = bench.keepalive(count, ledger)
     rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
-                            note="every registration refreshed, batches of 5000")
+                            note="every registration refreshed, batches of 5000; metrics: %d series, %d bytes"
+                            % (metrics["series"], metrics["bytes"]))
+    rows["keepalive"].update(metrics_series=metrics["series"], metrics_bytes=metrics["bytes"])
+    for key, listing, what in (("info", False, "registration_info, counts only"),
+                               ("info_list", True, "registration_info, list: true")):
+        info, size = bench.info(count, ledger, metrics["health_path"], listing)
+        rows[key] = row(what, count, info.wall, info, note="whole module process; result %d bytes" % size,
+                        per_registration=False)
+        rows[key]["output_bytes"] = size
     one = bench.add_one(count, ledger)
     rows["add_one"] = row("one number added to the full ledger", 1, one["result"].wall, one["result"],
                           note="whole module process (phone_number); ledger of %d" % count, per_registration=False)
@@ -578,6 +636,18 @@ def file_verdicts(rows, count, baseline):
     wall = rows["add_one"]["wall"]
     found.append(("one number added to a ledger of %d: %.2f s for the whole task (target < %g s)"
                   % (count, wall, TARGETS["add_one_s"]), wall < TARGETS["add_one_s"]))
+    info = rows["info"]
+    found.append(("registration_info's counts of %d: %.2f s, peak RSS %.0f MB, result %d bytes (target < %g s, < %.0f "
+                  "MB)" % (count, info["wall"], info["rss"], info["output_bytes"], TARGETS["info_s"],
+                           TARGETS["info_rss_mb"]), info["wall"] < TARGETS["info_s"] and info["rss"] < TARGETS["info_rss_mb"]))
+    listed = rows["info_list"]
+    found.append(("registration_info with list: true: peak RSS %.0f MB, result %d bytes (target < %.0f MB)"
+                  % (listed["rss"], listed["output_bytes"], TARGETS["info_rss_mb"]),
+                  listed["rss"] < TARGETS["info_rss_mb"]))
+    series = rows["keepalive"]["metrics_series"]
+    found.append(("keepalive metrics: %d series, %d bytes (target <= %d series, whatever the size)"
+                  % (series, rows["keepalive"]["metrics_bytes"], TARGETS["metrics_series"]),
+                  series <= TARGETS["metrics_series"]))
     base_count, base = baseline
     if base_count != count:
         for measure, what in (("cpu_us", "CPU"), ("wall_us", "wall time")):
@@ -599,6 +669,11 @@ def verdicts(rows, latency_ms, count):
         share = rows["bulk"]["rate"] / rows["raw"]["rate"]
         found.append(("bulk task = %.0f%% of the raw client (target >= %.0f%%)"
                       % (share * 100, TARGETS["bulk_vs_raw"] * 100), share >= TARGETS["bulk_vs_raw"]))
+        share = rows["play_defaults"]["rate"] / rows["raw"]["rate"]
+        without = rows["play"]["rate"] / rows["raw"]["rate"]
+        text = "bulk task in ansible-playbook with top-level defaults = %.0f%% of the raw client (target >= %.0f%%); " \
+               "without them %.0f%%" % (share * 100, TARGETS["play_defaults_vs_raw"] * 100, without * 100)
+        found.append((text, share >= TARGETS["play_defaults_vs_raw"]))
         for key, what in (("bulk", "bulk task (module)"), ("play", "bulk task in ansible-playbook")):
             times = rows[key]["rate"] / rows["loop"]["rate"]
             found.append(("%s = %.0fx the per-item loop (target >= %.0fx)" % (what, times, TARGETS["bulk_vs_loop"]),
@@ -717,7 +792,7 @@ def measure_all(bench, options, progress):
     """Every section: the list rows of --sizes (without, then with latency), then the file rows of
     --file-sizes. Returns the results, each a dict with its title, rows and verdicts."""
     results = []
-    for latency_ms in (0, options.latency_ms) if options.sizes else ():
+    for latency_ms in sorted(set((0, options.latency_ms))) if options.sizes else ():
         loop, sequential = measure_samples(bench, latency_ms)
         for count in options.sizes:
             rows = measure_size(bench, count, latency_ms, loop, sequential, count == max(options.sizes))

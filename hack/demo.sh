@@ -6,7 +6,8 @@
 # 3. the emulator, started with a demo OAuth client
 # 4. playbooks/register.yml of the installed collection with the sample inventory, run twice: the second run
 #    must change nothing
-# 5. what the emulator now holds, then the emulator is stopped (also when a step failed)
+# 5. what the emulator now holds, then where to go next (README.md), and the emulator is stopped (also when a
+#    step failed)
 #
 #   hack/demo.sh BUILD_DIR
 #
@@ -27,17 +28,7 @@ step() {
 }
 
 step "virtual environment $venv"
-stamp=$venv/.installed
-if [[ ! -f $stamp || $root/requirements.txt -nt $stamp || $root/tests/constraints.txt -nt $stamp ]]; then
-    if [[ ! -x $venv/bin/python ]]; then
-        "${PYTHON:-python3}" -m venv "$venv"
-    fi
-    # ansible-core for the controller, requirements.txt for the modules (they run on localhost here),
-    # cryptography for the emulator's certificates; versions from the project's lock file.
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -r "$root/requirements.txt" ansible-core cryptography -c "$root/tests/constraints.txt"
-    touch "$stamp"
-fi
+"$root/hack/demo-venv.sh" "$venv"
 version=$("$venv/bin/ansible" --version)
 echo "${version%%$'\n'*}"
 export PATH=$venv/bin:$PATH
@@ -84,3 +75,7 @@ fi
 
 step "what the emulator holds now"
 "$root/hack/emulator.sh" show "$state_dir"
+
+step "next"
+echo "README.md, section 'After make demo': make emulator for your own playbooks, your PBX, credentials,"
+echo "the keepalive and AWX."

@@ -17,6 +17,8 @@ action=${1:?generate or check}
 build_dir=$(cd "${2:?build dir}" && pwd)
 collection=$build_dir/ansible_collections/wgtwo/sipbreakout
 reference=$root/docs/reference
+# Where the pages link for installing the collection (not Ansible Galaxy, which does not have it).
+config=$root/hack/antsibull-docs.cfg
 
 export ANSIBLE_COLLECTIONS_PATH=$build_dir ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false ANSIBLE_NOCOLOR=1
 
@@ -24,7 +26,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 generate() {
-    antsibull-docs collection --use-current --squash-hierarchy --output-format simplified-rst \
+    antsibull-docs --config-file "$config" collection --use-current --squash-hierarchy --output-format simplified-rst \
         --no-add-antsibull-docs-version --fail-on-error --dest-dir "$out" wgtwo.sipbreakout >"$out.log" 2>&1 || {
         cat "$out.log" >&2
         rm -f "$out.log"
@@ -48,7 +50,8 @@ case $action in
         ;;
     check)
         # Markup, references between plugins and roles, and the RST antsibull-docs makes of them.
-        antsibull-docs lint-collection-docs --plugin-docs --output-format simplified-rst "$collection"
+        antsibull-docs --config-file "$config" lint-collection-docs --plugin-docs --output-format simplified-rst \
+            "$collection"
         echo "docs: antsibull-docs lint-collection-docs --plugin-docs found nothing"
         generate
         if ! diff -ru --label generated --label docs/reference "$out" "$reference" >"$out.diff" 2>&1; then

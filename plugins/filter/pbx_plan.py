@@ -159,6 +159,7 @@ from ansible.module_utils.six import string_types
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import (
+    kind,
     normalize_phone_number,
     normalize_prefix,
     normalize_route_type,
@@ -208,24 +209,19 @@ class _Plan(object):
         if value is None or value == "":
             self.problem(variable, "is required: the SIP edge tells MO from MT calls by this prefix")
             return None
-        if isinstance(value, (int, float)):
-            # What YAML made of it can no longer be told apart: 00 became 0, 011 became 9.
-            self.problem(variable, "%s is a number, not a string of digits: quote it in YAML (\"00\", not 00, which "
-                                   "YAML reads as 0)" % value)
-            return None
-        return self.checked(normalize_prefix, variable, to_text(value))
+        return self.checked(normalize_prefix, variable, value)
 
 
 def _registrations(plan, entries, sip_uri, mo_prefix, mt_prefix, require_sip_uri):
     result = []
     seen = {}
     if not isinstance(entries, list):
-        plan.problem("sipbreakout_registrations", "must be a list of registrations, got %s" % type(entries).__name__)
+        plan.problem("sipbreakout_registrations", "must be a list of registrations, got %s" % kind(entries))
         return result
     for index, entry in enumerate(entries):
         where = "sipbreakout_registrations[%d]" % index
         if not isinstance(entry, dict):
-            plan.problem(where, "must be a dictionary with at least phone_number, got %s" % type(entry).__name__)
+            plan.problem(where, "must be a dictionary with at least phone_number, got %s" % kind(entry))
             continue
         unknown = sorted(set(entry) - _REGISTRATION_KEYS)
         if unknown:

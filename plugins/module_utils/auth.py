@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 from .errors import AuthError, ValidationError
 from .retry import Backoff
 from .statefile import StateFile, locked
-from .trust import ca_bundle_path
+from .trust import ca_bundle_path, untrusted
 
 # requests and requests-oauthlib are only looked for here and imported by _oauth() when a token is fetched: a run on
 # a cached token (every re-run within the token's hour, most keepalive passes) saves about 0.15 s of imports.
@@ -118,6 +118,9 @@ class TokenSource:
     kind = "none"
     principal = "anonymous"
     requires_phone_number = False
+    # Requests to the token endpoint by this object that gave a token, and that failed (the keepalive's metrics).
+    tokens_fetched = 0
+    token_failures = 0
 
     def token(self, deadline):
         """The access token to send now, or None to send no ``authorization`` metadata."""
@@ -193,6 +196,7 @@ class _EndpointTokenSource(TokenSource):
                 try:
                     self._current = self._fetch(deadline)
                 except AuthError as exc:
+                    self.token_failures += 1
                     self._failure = (exc, time.monotonic() + deadline.seconds)
                     raise
             if self._on_token:
@@ -235,12 +239,15 @@ class _EndpointTokenSource(TokenSource):
             except _TransientTokenError as exc:
                 attempt += 1
                 if not self._backoff.wait(attempt, deadline):
-                    raise AuthError("the token endpoint %s did not give a token after %d attempt(s): %s"
-                                    % (self.token_url, attempt, exc))
+                    raise AuthError("the token endpoint %s did not give a token after %d attempt(s): %s; check "
+                                    "token_url and that this host reaches it (DNS, firewall, proxy)"
+                                    % (self.token_url, attempt, exc), option="token_url")
             except oauth.OAuth2Error as exc:
-                raise AuthError("the token endpoint %s refused %s: %s%s (HTTP %s)" % (
+                option, hint = self._refusal_hint(exc.error)
+                raise AuthError("the token endpoint %s refused %s: %s%s (HTTP %s); %s" % (
                     self.token_url, self.describe(), exc.error,
-                    ": %s" % exc.description if exc.description else "", exc.status_code))
+                    ": %s" % exc.description if exc.description else "", exc.status_code, hint),
+                    option=option)
         expires_in = float(token.get("expires_in") or 3600)
         entry = {"access_token": token["access_token"], "expires_in": expires_in,
                  "expires_at": self._clock() + expires_in}
@@ -253,14 +260,22 @@ class _EndpointTokenSource(TokenSource):
         if scopes is not None and SCOPE not in (scopes if isinstance(scopes, list) else str(scopes).split()):
             raise AuthError("the token endpoint %s granted %s scope(s) %r but not '%s', which the API needs; "
                             "ask the operator to grant it to client '%s'"
-                            % (self.token_url, self.describe(), scopes, SCOPE, self.client_id))
+                            % (self.token_url, self.describe(), scopes, SCOPE, self.client_id),
+                            option="client_id")
         if self._cache:
             # Written before the token is used: a rotated refresh token must never exist only in memory.
             self._cache.put(self._key, entry)
+        self.tokens_fetched += 1
         return entry
 
     def _request(self, deadline, cached):
         raise NotImplementedError
+
+    def _refusal_hint(self, error):
+        """(option, what to do) for an OAuth error ``error`` of the token endpoint."""
+        if error == "invalid_client":
+            return "client_secret", "check client_secret and client_id (a wrong secret, or a client that was deleted)"
+        return "client_id", "check client_id and client_secret, and that the client may use this grant"
 
     def _auth(self):
         # RFC 6749 2.3.1: id and secret are form-encoded before HTTP basic auth; requests would send them raw,
@@ -276,13 +291,22 @@ class _EndpointTokenSource(TokenSource):
                 response.json()
             except ValueError:
                 raise AuthError("the token endpoint %s answered HTTP %d with no OAuth error: is token_url right?"
-                                % (self.token_url, response.status_code))
+                                % (self.token_url, response.status_code), option="token_url")
         return response
 
     def _send(self, call, deadline):
         exceptions = _oauth().requests.exceptions
         try:
             return call(timeout=max(0.5, deadline.remaining()))
+        except exceptions.SSLError as exc:
+            # requests counts it as a connection error, but a TLS failure is the same on every attempt: never
+            # retried.
+            if untrusted(str(exc)):
+                raise AuthError("the token endpoint %s presented a certificate this host does not trust (%s): set "
+                                "ca_path to the CA certificate that signed it (a private deployment, the emulator), "
+                                "or add that CA to the host's trust store" % (self.token_url, exc), option="ca_path")
+            raise AuthError("the TLS handshake with the token endpoint %s failed (%s): check that token_url names "
+                            "an https:// port of the token endpoint" % (self.token_url, exc), option="token_url")
         except (exceptions.ConnectionError, exceptions.Timeout) as exc:
             raise _TransientTokenError("%s: %s" % (type(exc).__name__, exc))
 
@@ -332,6 +356,12 @@ class RefreshToken(_EndpointTokenSource):
 
     def describe(self):
         return "the refresh_token of client '%s'" % self.client_id
+
+    def _refusal_hint(self, error):
+        if error == "invalid_grant":
+            return "refresh_token", ("the refresh_token was revoked, expired or already used: check that the modules "
+                                     "and the keepalive of this host share one token_cache_path, or get a new one")
+        return super()._refusal_hint(error)
 
     @property
     def current_refresh_token(self):

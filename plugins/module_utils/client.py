@@ -15,7 +15,7 @@ from . import wire
 from .errors import ApiError, AuthError, NotAcceptableError, SipBreakoutError, ValidationError
 from .registration import ROUTE_TYPES
 from .retry import Backoff, Deadline
-from .trust import root_certificates
+from .trust import root_certificates, untrusted
 
 try:
     import grpc
@@ -35,7 +35,18 @@ _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 # Answers after which a sent request may or may not have been carried out: no answer came back in time, or the
 # connection or server failed on the way.
 _UNSETTLED = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL", "CANCELLED", "ABORTED", "DATA_LOSS")
-_ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?$")
+_ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?")
+# What to check when a transient failure outlasted every retry, by gRPC status: (option, hint).
+_OUTLASTED = {
+    "UNAVAILABLE": ("api_endpoint", "check api_endpoint and that this host reaches it (DNS, firewall, proxy)"),
+    "DEADLINE_EXCEEDED": ("api_endpoint", "check api_endpoint and that this host reaches it (DNS, firewall, "
+                                          "proxy); raise timeout if the API is merely slow"),
+    "RESOURCE_EXHAUSTED": ("concurrency", "the API kept pushing back: set a lower concurrency, or raise timeout and "
+                                          "retries"),
+}
+# The option that holds the credential a refused token came from, by TokenSource.kind.
+_CREDENTIAL_OPTION = {"client_credentials": "client_secret", "refresh_token": "refresh_token",
+                      "access_token": "access_token", "none": "client_id"}
 
 # Calls in flight at once by default, as streams of one HTTP/2 connection: with 30 ms of round trip this keeps a
 # 2-core host, shared with the emulator, at about 2,700 calls a second (docs/benchmark.md). run() halves it while
@@ -58,7 +69,7 @@ def shed_warning(lowest, concurrency, calls):
 
 def normalize_endpoint(endpoint):
     """``host:port`` (port 443 when left out), or ValidationError."""
-    match = _ENDPOINT.match(endpoint or "")
+    match = _ENDPOINT.fullmatch(endpoint or "")
     if not match or (match.group(3) and not 0 < int(match.group(3)) < 65536):
         raise ValidationError("api_endpoint", "'%s' is not HOST:PORT, for example '%s'" % (endpoint, DEFAULT_ENDPOINT))
     return "%s:%s" % (match.group(1), match.group(3) or "443")
@@ -73,7 +84,7 @@ class Call:
     """
 
     __slots__ = ("registration", "verb", "ok", "error", "time_to_live", "sent_at", "deadline", "attempts",
-                 "renewed", "token", "sent", "code")
+                 "renewed", "token", "sent", "code", "details")
 
     def __init__(self, registration, verb=UPSERT):
         self.registration = registration
@@ -93,6 +104,7 @@ class Call:
         self.token = None
         self.sent = 0  # which send of the run its latest attempt was
         self.code = None  # the gRPC status of its latest attempt
+        self.details = None  # and the details that came with it
 
     @property
     def uncertain(self):
@@ -101,10 +113,10 @@ class Call:
         return self.error is not None and self.sent > 0 and self.code in _UNSETTLED
 
     @property
-    def api_down(self):
-        """Failed for a transient reason with all its retries spent: the API is taken to be down, and the calls
-        not started yet would only wait out the same timeout."""
-        return isinstance(self.error, ApiError) and self.error.retryable
+    def run_wide(self):
+        """Failed in a way every other call of the run would too: the API stayed unavailable through all its
+        retries, its certificate is not trusted, or the credentials were refused. The run starts no further call."""
+        return self.error is not None and self.error.run_wide
 
 
 class SipBreakoutClient:
@@ -167,34 +179,68 @@ class SipBreakoutClient:
         calls sent; each answered call lets it grow back by one per round, up to ``concurrency`` (additive
         increase, multiplicative decrease, as TCP does), so a default that suits a healthy API cannot keep
         hammering one that pushes back.
+
+        While every answer since the last definitive one (OK, or a refusal the server decided) is transient, the API
+        may be down: no new call starts, and of the calls waiting for a retry one alone (the probe) is sent at a
+        time; a definitive answer resumes the run. A failure that every call would meet (``Call.run_wide``: the
+        probe out of retries, the credentials refused, a certificate not trusted) ends the run: nothing more
+        starts, and the calls waiting for a retry end with their own last error. A down API so costs the calls
+        that were in flight and one call's retries, however many calls were asked for.
         """
+        done = on_done or (lambda call: None)
         answers = queue.Queue()
         retries = []  # heap of (monotonic time due, sequence, call)
         order = itertools.count()
         fresh = iter(calls)
         in_flight = sent = shrunk_at = 0
         window = lowest = float(max(1, concurrency))
+        doubtful = False  # only transient answers since the last definitive one
+        probe = None  # while doubtful: the one call retried, until it ends
+        probe_due = None  # when it is due again, or None while it is in flight
+        halted = False  # a run-wide failure ended the run
         while True:
-            while in_flight < int(window):
-                if retries and retries[0][0] <= time.monotonic():
+            while in_flight < int(window) and not halted:
+                if doubtful:
+                    if probe is None and retries:
+                        probe_due, _sequence, probe = heapq.heappop(retries)
+                    if probe is None or probe_due is None or probe_due > time.monotonic():
+                        break
+                    call, probe_due = probe, None
+                elif retries and retries[0][0] <= time.monotonic():
                     call = heapq.heappop(retries)[2]
+                elif fresh is None:
+                    break
                 else:
-                    call = next(fresh, None) if fresh is not None and not (stop and stop()) else None
+                    call = next(fresh, None) if not (stop and stop()) else None
                     if call is None:
                         fresh = None
                         break
                     if call.error is not None:  # refused before sending (see Call)
-                        if on_done:
-                            on_done(call)
+                        done(call)
                         continue
                     call.deadline = Deadline(self.timeout)
                 sent += 1
                 call.sent = sent
                 if self._send(call, answers, clock):
                     in_flight += 1
-                elif on_done:
-                    on_done(call)
-            wait = max(0.0, retries[0][0] - time.monotonic()) if retries else None
+                    continue
+                halted = halted or call.run_wide
+                probe = None if call is probe else probe
+                done(call)
+            if halted:
+                fresh = None
+                waiting = [entry[2] for entry in retries]
+                if probe is not None and probe_due is not None:  # the probe, waiting to be sent again
+                    waiting.append(probe)
+                retries, probe = [], None
+                for call in waiting:
+                    self._give_up(call)
+                    done(call)
+            if doubtful:
+                due_at = probe_due if probe is not None else None
+            else:
+                due_at = retries[0][0] if retries else None
+            wait = None if due_at is None else max(0.0, due_at - time.monotonic())
             if not in_flight:
                 if wait is None:
                     return int(lowest)
@@ -206,23 +252,44 @@ class SipBreakoutClient:
                 continue
             in_flight -= 1
             due = self._receive(call, future)
-            if call.code in _TRANSIENT:
+            if call.run_wide:
+                halted = True
+            elif call.code in _TRANSIENT:
+                doubtful = True
                 if call.sent > shrunk_at:  # answers to calls sent before the last cut do not cut again
                     window = max(1.0, window / 2.0)
                     lowest = min(lowest, window)
                     shrunk_at = sent
-            elif window < concurrency:
-                window = min(float(concurrency), window + 1.0 / window)
-            if due is not None:
+            else:
+                doubtful = False
+                if window < concurrency:
+                    window = min(float(concurrency), window + 1.0 / window)
+            probing = call is probe
+            if probing:
+                probe = None
+            if due is None:
+                done(call)
+            elif halted:
+                self._give_up(call)
+                done(call)
+            elif probing and doubtful:
+                probe, probe_due = call, due  # the same call probes again
+            else:
                 heapq.heappush(retries, (due, next(order), call))
-            elif on_done:
-                on_done(call)
+            if not doubtful and probe is not None and probe_due is not None:
+                heapq.heappush(retries, (probe_due, next(order), probe))  # the API answered: no probe needed
+                probe = probe_due = None
+
+    def _give_up(self, call):
+        """End ``call``, which waits for a retry, with the error of its last attempt: the run has ended."""
+        call.error = self._error(call.code, call.details, call.registration, call.verb, call.attempts)
 
     def _send(self, call, answers, clock):
         """Start one attempt of ``call``; False when it ended before any request (no token)."""
         try:
             call.token = self._token_source.token(call.deadline)
         except SipBreakoutError as exc:
+            exc.run_wide = True  # every call of the run needs the same token
             call.error = exc
             return False
         rpc, request_type = self._rpcs[call.verb]
@@ -239,15 +306,16 @@ class SipBreakoutClient:
             response = future.result()
         except grpc.RpcError as exc:
             code = call.code = exc.code().name if exc.code() else "UNKNOWN"
+            call.details = exc.details()
             if code == "UNAUTHENTICATED" and not call.renewed and self._token_source.invalidate(call.token):
                 call.renewed = True  # the token expired or was revoked early: one fresh token, one more try
                 return time.monotonic()
-            if code in _TRANSIENT:
+            if code in _TRANSIENT and not untrusted(call.details):
                 call.attempts += 1
                 pause = self._backoff.pause(call.attempts, call.deadline)
                 if pause is not None:
                     return time.monotonic() + pause
-            call.error = self._error(code, exc.details(), call.registration, call.verb, call.attempts)
+            call.error = self._error(code, call.details, call.registration, call.verb, call.attempts)
             return None
         call.code = "OK"
         try:
@@ -277,15 +345,24 @@ class SipBreakoutClient:
         detail = details or "no details"
         number = registration.phone_number
         if code == "UNAUTHENTICATED":
+            kind = self._token_source.kind
             return AuthError("%s was refused, UNAUTHENTICATED (%s), using %s. %s" % (
                 where, detail, self._token_source.describe(),
-                "Set client_id/client_secret, access_token or refresh_token." if self._token_source.kind == "none"
-                else "The token may have expired or been revoked; check the credentials."), number)
+                "Set client_id/client_secret, access_token or refresh_token." if kind == "none"
+                else "The token may have expired or been revoked; check %s and that it belongs to this api_endpoint."
+                % _CREDENTIAL_OPTION.get(kind, "the credentials")),
+                number, option=_CREDENTIAL_OPTION.get(kind), run_wide=True)
         if code == "PERMISSION_DENIED":
             return AuthError("%s was refused, PERMISSION_DENIED (%s): the token needs scope call.routing:write and, "
                              "for a user token, must belong to this number" % (where, detail), number)
+        if untrusted(detail):
+            return ApiError("%s failed: this host does not trust the certificate of api_endpoint %s (%s): set ca_path "
+                            "to the CA certificate that signed it (a private deployment, the emulator), or add that "
+                            "CA to the host's trust store" % (where, self.endpoint, detail),
+                            number, code=code, option="ca_path", run_wide=True)
         if code in _TRANSIENT:
-            return ApiError("%s failed after %d attempt(s) within timeout=%gs: %s (%s)" % (
-                where, attempts, self.timeout, code, detail),
-                number, code=code, retryable=True)
+            option, hint = _OUTLASTED[code]
+            return ApiError("%s failed after %d attempt(s) within timeout=%gs: %s (%s); %s" % (
+                where, attempts, self.timeout, code, detail, hint),
+                number, code=code, retryable=True, option=option, run_wide=True)
         return ApiError("%s failed: %s (%s)" % (where, code, detail), number, code=code)

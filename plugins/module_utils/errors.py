@@ -9,12 +9,19 @@ do. No exception ever carries a secret: callers pass only names and public value
 
 
 class SipBreakoutError(Exception):
-    """Base class; ``message`` is the text shown to the user."""
+    """Base class; ``message`` is the text shown to the user.
 
-    def __init__(self, message, phone_number=None):
+    ``option`` names the option to correct or check, when one does. ``run_wide`` marks a failure that every other
+    call of the run would meet as well (the credentials refused, a certificate not trusted, an API that stays
+    unreachable): a run starts no further call once it has one, and reports it once.
+    """
+
+    def __init__(self, message, phone_number=None, option=None, run_wide=False):
         super().__init__(message)
         self.message = message
         self.phone_number = phone_number
+        self.option = option
+        self.run_wide = run_wide
 
     def __str__(self):
         if self.phone_number and self.phone_number not in self.message:
@@ -26,8 +33,7 @@ class ValidationError(SipBreakoutError):
     """Bad input, found before any call is made. ``option`` names the offending option."""
 
     def __init__(self, option, message, phone_number=None):
-        super().__init__("%s: %s" % (option, message), phone_number)
-        self.option = option
+        super().__init__("%s: %s" % (option, message), phone_number, option=option)
 
 
 class AuthError(SipBreakoutError):
@@ -37,8 +43,8 @@ class AuthError(SipBreakoutError):
 class ApiError(SipBreakoutError):
     """A gRPC call failed. ``code`` is the gRPC status name (``UNAVAILABLE``...) or ``None``."""
 
-    def __init__(self, message, phone_number=None, code=None, retryable=False):
-        super().__init__(message, phone_number)
+    def __init__(self, message, phone_number=None, code=None, retryable=False, option=None, run_wide=False):
+        super().__init__(message, phone_number, option=option, run_wide=run_wide)
         self.code = code
         self.retryable = retryable
 

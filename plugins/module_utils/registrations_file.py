@@ -319,7 +319,8 @@ class RegistrationsFile:
                 yield start, None, "has %d field(s), the header has %d (%s)" % (
                     len(row), len(columns), ",".join(columns))
             else:
-                yield start, dict((name, cell.strip() or None) for name, cell in zip(columns, row)), None
+                # Spaces only: a tab or a line break in a cell is refused with the field, not silently dropped.
+                yield start, dict((name, cell.strip(" ") or None) for name, cell in zip(columns, row)), None
         if columns is None:
             raise ValidationError(OPTION, "%s is empty: a CSV registrations file starts with a header row naming "
                                           "its columns, %s" % (self.path, ",".join(FIELDS)))

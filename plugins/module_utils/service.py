@@ -14,33 +14,41 @@ do (``unconfirmed`` new or changed registrations, ``delete_pending`` deletes) an
 the calls run through ``SipBreakoutClient.run`` on one channel with a bounded number in flight, and the answers
 confirm, restore or clear each entry. A run killed at any moment therefore leaves nothing the operator may hold
 unknown to the ledger, and nothing it was asked to delete that the keepalive would renew (see ``ledger_store``). A
-list is one chunk (a result per item); a file goes CHUNK_SIZE lines at a time, so that what the run holds does not
-grow with the file, and returns the results of what changed or failed only, RESULTS_LIMIT at most.
+list is one chunk; a file goes CHUNK_SIZE lines at a time, so that what the run holds does not grow with the file.
+Either returns the results of what changed or failed only, RESULTS_LIMIT at most, and a failure that stopped the run
+(credentials, trust, an API that stays down) once.
 """
 
 import time
 
 from . import purge_guard
 from .adoption import ADOPT, Takeover, replaced_by
+from .auth import names_one_subscription
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
 from .ledger import open_ledger
 from .ledger_entry import LedgerEntry, entry_key, isoformat
 from .ledger_store import Lease, owner_name
+from .progress import Progress
 from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
-from .registration import Item, Registration
+from .registration import Item, Registration, normalize_state
+from .registration_list import declared_items
 from .registrations_file import RegistrationsFile
 
-# What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or the API was down)
-# before its call.
+# What happens to an item, in the words of the summary. NOT_SENT: the run stopped (fail_fast, or a failure every
+# call would meet) before its call.
 CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT = "created", "updated", "unchanged", "deleted", "failed", \
     "not_sent"
 OUTCOMES = (CREATED, UPDATED, UNCHANGED, DELETED, FAILED, NOT_SENT)
 
-# File mode: registrations planned, sent and recorded at a time, and the most results (and diff entries) returned.
+# File mode: registrations planned, sent and recorded at a time.
 CHUNK_SIZE = 10000
+# A list or a file: the most results (and diff entries) returned, and of the results that follow from a failure that
+# stopped the run (the failed calls of a run-wide failure and the registrations not sent), the most returned: the
+# message names the cause once.
 RESULTS_LIMIT = 1000
+CONSEQUENCES_SHOWN = 10
 
 
 class Step:
@@ -105,6 +113,8 @@ class Step:
                       state=self.item.state, result=self.outcome, expires_at=self.expires_at)
         if self.item.line is not None:
             result["line"] = self.item.line
+        if self.item.index is not None:
+            result["index"] = self.item.index
         if self.purge:
             result["purged"] = True
         if self.replaces:
@@ -139,7 +149,8 @@ class RegistrationService:
         self.taken = {}  # {key under this principal: (key, entry)} of a previous principal's entries taken over
         self._after = []  # steps of the takeover that the items do not name
         self._doomed = []  # keys the purge deletes, in order
-        self._stopped_by = []  # why no further call is started: the API is down, or fail_fast
+        self._stopped_by = []  # why no further call is started: a run-wide failure, or fail_fast
+        self.run_wide_failure = None  # the error every call would have met, when one stopped the run
         self._lowest = None  # the fewest calls the client allowed in flight, over every apply()
         self._sent = 0
 
@@ -248,22 +259,28 @@ class RegistrationService:
                                   replaces=_replaces(previous), before_principal=entry.principal))
             yield steps
 
-    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
+    def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False, on_call=None):
         """Record what the steps' calls may do, send them (``concurrency`` in flight), and record their answers.
+        ``on_call(call)`` is told of each call as it ends (it must be cheap: Progress counts it).
 
-        No call is started after one has failed for a transient reason with all its retries spent (the API is
-        down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure, in this
-        apply() or a later one of the same run; calls already in flight finish. The answers are recorded even if
+        No call is started after a failure that every call would meet (``Call.run_wide``: the credentials refused,
+        a certificate not trusted, the API down through all retries; kept in ``run_wide_failure``), nor with
+        ``fail_fast`` after any failure, in this apply() or a later one of the same run; calls already in flight
+        finish. The answers are recorded even if
         something unexpected interrupts the calls, so nothing that was applied is forgotten.
         """
         stopped_by = self._stopped_by
 
         def on_done(call):
             if call.error is not None and not stopped_by:
-                if call.api_down:
-                    stopped_by.append("the API stayed unavailable (%s)" % call.error)
+                if call.run_wide:
+                    self.run_wide_failure = call.error
+                    stopped_by.append("the run stopped when %s failed in a way every call would"
+                                      % call.registration.label)
                 elif fail_fast:
                     stopped_by.append("fail_fast, after %s failed" % call.registration.label)
+            if on_call is not None:
+                on_call(call)
 
         def stop():
             self.lease.keep()  # renewed between calls, so it never expires while one is in flight
@@ -420,16 +437,6 @@ def _before(entry, state, now):
     return entry.registration if entry.live(now) else None
 
 
-def _registration(options, state, option_prefix=""):
-    try:
-        return Registration.from_options(options, state)
-    except ValidationError as exc:
-        if option_prefix:
-            exc.option = option_prefix + exc.option
-            exc.message = option_prefix + exc.message
-        raise
-
-
 def _diff_entry(step, principal):
     """(name, before, after) of a step for the diff: what the ledger holds live (or None), what is declared (or
     None). A registration taken over from a previous principal also shows whose entry it is before and after."""
@@ -447,20 +454,22 @@ def _diff_entry(step, principal):
 
 
 class Report:
-    """What a run of many registrations returns, gathered a chunk of steps at a time.
+    """What a run of many registrations (a list or a file) returns, gathered a chunk of steps at a time.
 
-    The summary counts every step. ``limit`` bounds the results and the diff's entries (None: every one);
-    ``changes_only`` leaves out the results of steps that changed nothing, so that a file of a million numbers
-    returns the few that changed or failed.
+    The summary counts every step. The results hold the steps that changed, failed or were not sent, never those
+    that changed nothing: the first ``limit`` of them, and of those that follow from a failure that stopped the run
+    (the calls a run-wide failure failed, the registrations not sent) the first CONSEQUENCES_SHOWN only, since the
+    message names their cause once. ``results_omitted`` counts the rest. The diff shows the first ``limit``
+    changes.
     """
 
-    def __init__(self, principal, limit=None, changes_only=False, diff=False):
+    def __init__(self, principal, limit=RESULTS_LIMIT, diff=False):
         self.principal = principal
         self.limit = limit
-        self.changes_only = changes_only
         self.summary = dict((outcome, 0) for outcome in OUTCOMES)
         self.results = []
         self.results_omitted = 0
+        self.consequences = 0  # results listed that follow from a stop
         self.changed = False
         self.applied = 0
         self.first_failure = None
@@ -475,17 +484,15 @@ class Report:
         for step in steps:
             self.summary[step.outcome] += 1
             self.applied += 1 if step.call.ok else 0
-            if self.first_failure is None and step.outcome == FAILED:
-                self.first_failure = ("line %d: " % step.item.line if step.item.line else "") + str(step.call.error)
+            error = step.call.error
+            if step.outcome == FAILED and self.first_failure is None:
+                self.first_failure = ("line %d: " % step.item.line if step.item.line else "") + str(error)
             changed = step.changed
             self.changed = self.changed or changed
-            if not self.changes_only or changed or step.outcome != UNCHANGED:
-                if self.limit is None or len(self.results) < self.limit:
-                    self.results.append(step.result())
-                else:
-                    self.results_omitted += 1
+            if changed or step.outcome != UNCHANGED:
+                self._listed(step, step.outcome == NOT_SENT or step.outcome == FAILED and error.run_wide)
             if self.diff is not None and changed:
-                if self.limit is None or self.diff_shown < self.limit:
+                if self.diff_shown < self.limit:
                     self.diff_shown += 1
                     name, before, after = _diff_entry(step, self.principal)
                     if before is not None:
@@ -495,25 +502,41 @@ class Report:
                 else:
                     self.diff_omitted += 1
 
+    def _listed(self, step, consequence):
+        if consequence and self.consequences >= CONSEQUENCES_SHOWN or len(self.results) >= self.limit:
+            self.results_omitted += 1
+            return
+        self.consequences += 1 if consequence else 0
+        self.results.append(step.result())
+
     def progress(self):
         return ", ".join("%s %d" % (outcome.replace("_", " "), self.summary[outcome]) for outcome in OUTCOMES)
 
-    def result(self, result, check_mode):
-        """``result`` with changed, results, summary, diff and, when something failed, failed and msg."""
-        result.update(changed=self.changed, results=self.results, summary=self.summary)
+    def result(self, result, check_mode, run_wide_failure=None):
+        """``result`` with changed, results, results_omitted, summary, diff and, when something failed, failed and
+        msg; for ``run_wide_failure`` (the error that stopped the run) the option and code to check."""
+        result.update(changed=self.changed, results=self.results, results_omitted=self.results_omitted,
+                      summary=self.summary)
         if self.diff is not None:
             header = "declared"
             if self.diff_omitted:
                 header = "declared (the first %d changes; %d more are left out, the summary counts them all)" % (
                     self.limit, self.diff_omitted)
             result["diff"] = dict(self.diff, before_header="ledger %s" % result["ledger_path"], after_header=header)
-        if self.summary[FAILED]:
+        counts = "%d of %d registration(s) failed%s; the %d that succeeded are recorded in the ledger" % (
+            self.summary[FAILED], self.total,
+            ", %d not sent" % self.summary[NOT_SENT] if self.summary[NOT_SENT] else "", self.applied)
+        if run_wide_failure is not None:
+            # One message for what every call met, not one per registration.
+            result.update(failed=True, msg="The run stopped: %s. No further call was started: %s." % (
+                run_wide_failure, counts))
+            if run_wide_failure.option:
+                result["option"] = run_wide_failure.option
+            if getattr(run_wide_failure, "code", None):
+                result["code"] = run_wide_failure.code
+        elif self.summary[FAILED]:
             result["failed"] = True
-            result["msg"] = "%d of %d registration(s) failed%s; the %d that succeeded are recorded in the ledger. " \
-                            "First failure: %s" % (
-                                self.summary[FAILED], self.total,
-                                ", %d not sent" % self.summary[NOT_SENT] if self.summary[NOT_SENT] else "",
-                                self.applied, self.first_failure)
+            result["msg"] = "%s. First failure: %s" % (counts, self.first_failure)
         elif check_mode:
             result["msg"] = "check mode: nothing was sent"
         return result
@@ -530,30 +553,17 @@ def _chunks(iterable, size):
         yield chunk
 
 
-def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None):
-    """The ``registration`` module: one registration, a list of them (``registrations``) or a file of them
-    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file."""
+def ensure_from_options(options, check_mode=False, diff=False, on_token=None, log=None, progress=None):
+    """The ``registration`` module: one registration, a list of them (``registrations``, the top-level
+    ``sip_uri``, ``route_type``, prefixes and ``state`` as the defaults of its items) or a file of them
+    (``registrations_file``), present or absent. ``log(message)`` gets a line of progress per chunk of a file;
+    ``progress`` (a :class:`Progress`) counts lines checked, steps done and failed as they happen."""
+    progress = progress or Progress()
     source = None
     bulk = options.get("registrations") is not None
     if options.get("registrations_file"):
         source = RegistrationsFile(options["registrations_file"], options.get("registrations_file_format"))
         bulk = True
-    elif bulk:
-        items = []
-        problems = []
-        for index, spec in enumerate(options["registrations"]):
-            state = spec.get("state") or "present"
-            try:
-                items.append(Item(_registration(spec, state, "registrations[%d]." % index), state))
-            except ValidationError as exc:
-                problems.append(str(exc))
-        if problems:
-            # The whole list is checked before any call, and every problem is named at once.
-            raise ValidationError("registrations", "%d invalid item(s), nothing was sent:\n%s"
-                                  % (len(problems), "\n".join(problems)))
-    else:
-        state = options.get("state") or "present"
-        items = [Item(_registration(options, state), state)]
 
     concurrency = DEFAULT_CONCURRENCY if options.get("concurrency") is None else options["concurrency"]
     if concurrency < 1:
@@ -570,48 +580,64 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
     with open_ledger(options) as ledger, \
             Connection.from_options(options, on_token=on_token, offline=check_mode, token_cache=None if check_mode
                                     else ledger.token_cache(options.get("token_cache_path"))) as connection:
+        if source is None and bulk:
+            # Every item checked, what the credentials demand of it too, before anything else happens.
+            # With a user token every number is the token's: one registration per URI, as entry_key keys them.
+            by_uri = (lambda registration: registration.sip_uri) if names_one_subscription(connection.principal) \
+                else None
+            items = declared_items(options["registrations"], options, key=by_uri, demand=connection.check_registration)
+        elif source is None:
+            state = normalize_state(options.get("state"))
+            items = [Item(Registration.from_options(options, state), state)]
+            connection.check_registration(items[0].registration)
         service = RegistrationService(connection, ledger)
         result = dict(ledger_path=ledger.location, ledger_scope=ledger.scope)
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
         if source is not None:
             with source:
-                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log)
+                report = _ensure_file(service, source, plan, None if check_mode else apply, diff, log, progress)
+            result["registrations_file"] = source.path
         else:
-            for item in items:
-                connection.check_registration(item.registration)
             steps = service.plan(items, **plan)
+            progress.expect(len(steps))
             if not check_mode:
-                service.apply(steps, **apply)
+                service.apply(steps, on_call=progress.call_done, **apply)
             if not bulk:
                 return _single_result(result, steps[0], service, check_mode, diff)
             report = Report(connection.principal, diff=diff)
             report.add(steps)
-        report.result(result, check_mode)
-        if source is not None:
-            result.update(results_omitted=report.results_omitted, registrations_file=source.path)
+        report.result(result, check_mode, service.run_wide_failure)
         result["warnings"] = connection.warnings + service.warnings + [
             warning for warning in [service.shed_warning(concurrency)] if warning]
         return result
 
 
-def _ensure_file(service, source, plan, apply, diff, log):
+def _ensure_file(service, source, plan, apply, diff, log, progress):
     """Check the whole file, decide the purge and takeover, then plan, send and record a chunk at a time
     (``apply`` None: check mode, nothing is sent)."""
     demands = service.connection.check_registration
-    checked = source.check(service.key, lambda item: demands(item.registration), numbers=plan["takeover"] is not None)
+
+    def check(item):
+        progress.line_checked()
+        demands(item.registration)
+
+    checked = source.check(service.key, check, numbers=plan["takeover"] is not None)
     service.prepare(checked.keys, checked.numbers or (), **plan)
-    report = Report(service.connection.principal, limit=RESULTS_LIMIT, changes_only=True, diff=diff)
+    progress.expect(checked.count)
+    report = Report(service.connection.principal, diff=diff)
 
     def run(steps):
         if apply is not None:
-            service.apply(steps, **apply)
+            service.apply(steps, on_call=progress.call_done, **apply)
         report.add(steps)
+        progress.settled(report.total, report.summary[FAILED])
         if log is not None:
             log("registrations_file %s: %d steps done (%s)" % (source.path, report.total, report.progress()))
 
     for chunk in _chunks(source.items(lambda item: demands(item.registration)), CHUNK_SIZE):
         run(service.steps([(item, service.key(item.registration)) for item in chunk]))
     for steps in service.steps_after(CHUNK_SIZE):
+        progress.expect(len(steps))
         run(steps)
     return report
 

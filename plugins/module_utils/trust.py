@@ -8,9 +8,15 @@ their private CA or a corporate proxy CA is installed), so both are pointed at i
 """
 
 import os
+import re
 import ssl
 
 from .errors import ValidationError
+
+# How gRPC (BoringSSL or OpenSSL) and requests word a peer certificate that does not chain to the trusted CAs or does
+# not name the host. gRPC reports it as UNAVAILABLE, as it does a refused connection; only these words tell.
+_UNTRUSTED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|not in peer certificate|"
+                        r"unable to get local issuer certificate|self.signed certificate", re.IGNORECASE)
 
 
 def ca_bundle_path(ca_path=None):
@@ -37,3 +43,9 @@ def root_certificates(ca_path=None):
             return handle.read()
     except (IOError, OSError) as exc:
         raise ValidationError("ca_path", "cannot read '%s': %s" % (path, exc.strerror or exc))
+
+
+def untrusted(details):
+    """Whether an error's text says the peer's certificate was not trusted: the same certificate comes back on
+    every attempt, so that is never worth a retry."""
+    return bool(_UNTRUSTED.search(details or ""))

@@ -35,8 +35,11 @@ options:
   phone_number:
     description:
       - The number (MSISDN) in E.164 form, V(+) and country code included. Spaces and dashes are dropped.
+      - Quote it in YAML. An unquoted C(+4799990000) is read as the integer 4799990000, without its V(+); the module
+        refuses a number that is not text and says so.
       - Required when authenticating with O(client_id) and O(client_secret). With a user token
         (O(access_token) or O(refresh_token)) the token names the subscription and this may be left out.
+      - With O(registrations), each item names its own number; this option is refused then.
     type: str
   sip_uri:
     description:
@@ -45,6 +48,7 @@ options:
       - The endpoint must present a certificate valid for HOST.
       - With O(state=absent), the registration with this URI is deleted.
       - Required unless O(registrations) or O(registrations_file) is given.
+      - With O(registrations), the URI of every item that does not set its own.
     type: str
   route_type:
     description:
@@ -55,60 +59,81 @@ options:
       - V(fallback) sends the call to the endpoint only if the number is busy or does not answer within 30 s
         (voicemail, call forwarding).
       - V(ingress) lets the endpoint place calls to the number; other calls are unaffected.
+      - With O(registrations), the route type of every item that does not set its own.
     type: str
     choices: [loop, fork, fallback, loop_mo, loop_mt, ingress]
   mobile_originating_prefix:
     description:
       - Digits put after the V(+) of the number in the INVITE when the call exists because the caller has this
         registration (V(00) turns V(sip:+4711...) into V(sip:+004711...)). Lets the endpoint tell directions apart.
+      - Quote it in YAML (an unquoted C(00) is the number 0); a prefix that is not text is refused.
+      - With O(registrations), the prefix of every item that does not set its own.
     type: str
   mobile_terminating_prefix:
     description:
       - Digits put after the V(+) when only the answerer has this registration.
+      - As O(mobile_originating_prefix), quoted; with O(registrations), the prefix of every item that does not set
+        its own.
     type: str
   state:
     description:
       - V(present) upserts the registration (and so refreshes its time to live); V(absent) deletes it.
+      - With O(registrations), the state of every item that does not set its own.
     type: str
     choices: [present, absent]
     default: present
   registrations:
     description:
       - Many registrations in one task, on one channel with one token, O(concurrency) calls in flight.
-      - Each item takes the single-registration options. Mutually exclusive with them.
-      - The whole list is validated before any call; an item the API refuses fails only itself (unless
-        O(fail_fast)), and the ledger is updated once, with exactly the items that succeeded.
+      - Each item takes the single-registration options. The top-level O(sip_uri), O(route_type),
+        O(mobile_originating_prefix), O(mobile_terminating_prefix) and O(state) are the defaults of the items. An
+        item's own value wins, and an item that leaves one out (or sets it to V(null) or empty) takes the top-level
+        one. So a list of one PBX's numbers needs only C(phone_number) per item, and the rest once.
+      - The whole list is validated by the collection before any call, and every problem of every item is named at
+        once (the first 20, and how many more), each with the item's index, its number, the option, the allowed values
+        and the nearest one. An item that is not a mapping, an unknown option, a YAML number where text is expected and a
+        registration declared twice are refused too.
+      - An item the API refuses fails only itself (unless O(fail_fast)), and the ledger is updated once, with
+        exactly the items that succeeded. A failure that every call would meet (the credentials refused, the API's
+        certificate not trusted, the API unreachable through all retries) stops the run at once and is reported once.
       - The task fails if any item failed or was not sent; running it again retries exactly those.
+      - RV(results) holds only the items that changed, failed or were not sent, each with its
+        RV(results[].index), the first 1,000 of them (RV(results_omitted) counts the rest); RV(summary) counts every
+        item. With C(--diff), the first 1,000 changes are shown.
+      - The task's result does not echo the list back in C(invocation); it says how many items it had.
+      - Every item passes through Ansible's templating and the module's arguments on the controller. Up to some
+        ten thousand numbers this costs little; for more, or when the numbers come from a file anyway, give them as
+        O(registrations_file), which the module reads on its host as fast as the calls go.
     type: list
     elements: dict
     suboptions:
       phone_number:
-        description: As O(phone_number).
+        description: As O(phone_number), quoted.
         type: str
       sip_uri:
-        description: As O(sip_uri).
+        description: As O(sip_uri). Required unless the top-level O(sip_uri) is set.
         type: str
-        required: true
       route_type:
-        description: As O(route_type). Required when the item's O(registrations[].state=present).
+        description:
+          - As O(route_type). Required when the item's O(registrations[].state=present), unless the top-level
+            O(route_type) is set.
         type: str
         choices: [loop, fork, fallback, loop_mo, loop_mt, ingress]
       mobile_originating_prefix:
-        description: As O(mobile_originating_prefix).
+        description: As O(mobile_originating_prefix), quoted. Defaults to the top-level one.
         type: str
       mobile_terminating_prefix:
-        description: As O(mobile_terminating_prefix).
+        description: As O(mobile_terminating_prefix), quoted. Defaults to the top-level one.
         type: str
       state:
-        description: As O(state).
+        description: As O(state). Defaults to the top-level O(state).
         type: str
         choices: [present, absent]
-        default: present
   registrations_file:
     description:
       - Many registrations from a file on the host where the module runs, one a line, for lists too long to pass
         as O(registrations) (an operator's whole base, up to a million numbers). Mutually exclusive with
-        O(registrations) and the single-registration options.
+        O(registrations) and the single-registration options, which its lines do not take as defaults.
       - CSV (C(.csv)) starts with a header row naming its columns; JSON lines (C(.jsonl), C(.ndjson)) hold one JSON
         object a line. O(registrations_file_format) overrides the extension. UTF-8, with or without a byte order
         mark; LF or CRLF line ends; blank lines are skipped.
@@ -202,8 +227,11 @@ options:
         retried on its own, with backoff, within O(timeout). Each round of such answers also halves the calls
         in flight, which grow back by one per round of answered calls, so a busy API is not hammered; the task
         then warns, and a lower value suits that API better.
-      - Once a call has failed that way with all its retries spent, the API is taken to be down and no further
-        call is started; the items not sent are reported as V(not_sent).
+      - While every answer is such a failure, the API may be down. No new call starts then, and one call alone is
+        retried. Once it has failed with all its retries spent, the API is taken to be down and the run ends; the
+        calls in flight before end with their own error, the items not sent are reported as V(not_sent), and the
+        failure is reported once, naming O(api_endpoint). So an API that is down costs about O(concurrency) +
+        O(retries) calls, however long the list.
     type: int
     default: 256
   fail_fast:
@@ -216,6 +244,16 @@ notes:
   - Credentials given as environment variables on the controller do not reach modules that run on other hosts;
     pass them as options there (the C(wgtwo.sipbreakout.pbx) role does).
   - Use O(ignore:group/wgtwo.sipbreakout.sipbreakout) in C(module_defaults) to set the connection options once.
+  - A long run shows its progress. A list of 5,000 registrations or more (not in check mode) and a registrations
+    file of 250 kB (about 5,000 lines) or more run in the background on their host, with Ansible's async machinery
+    and without the task's C(async) keyword; every 5 seconds the task prints how many are done, the rate, the
+    failures so far and the time left, in C(ansible-playbook) and in an AWX job's output. Shorter runs, check mode
+    of a list and a task with its own C(async) run as any module does.
+  - While such a run lasts, its counts are in a 0600 file of a 0700 directory inside the task's private remote
+    temporary directory; both go when it ends. Where the module cannot create them (C(become) to an unprivileged
+    user who cannot write there), the lines only say how long it has been running. Interrupting
+    C(ansible-playbook) does not stop a run in the background; it ends on its host and records what it applied in
+    the ledger.
 seealso:
   - name: SIP breakout API
     description: The operator's documentation of the API this module calls.
@@ -260,13 +298,16 @@ EXAMPLES = r"""
 
 - name: Exactly these numbers, in one task; every other number of this ledger is deleted
   wgtwo.sipbreakout.registration:
+    # What the numbers share, once; each item sets only what differs.
+    sip_uri: "sips:pbx.example.com:5061"
+    route_type: loop
+    mobile_originating_prefix: "11"
     registrations:
       - phone_number: "+4799990000"
-        sip_uri: "sips:pbx.example.com:5061"
-        route_type: loop
       - phone_number: "+4799990001"
-        sip_uri: "sips:pbx.example.com:5061"
         route_type: fallback
+      - phone_number: "+4799990002"
+        sip_uri: "sips:pbx2.example.com:5061"
     purge: true
     client_id: "{{ vault_wgtwo_client_id }}"
     client_secret: "{{ vault_wgtwo_client_secret }}"
@@ -360,9 +401,11 @@ status:
   sample: STATUS_CODE_OK
 results:
   description:
-    - With O(registrations), one entry per item, in order, then one per registration taken over or purged.
-    - With O(registrations_file), only the registrations whose RV(results[].result) is not V(unchanged) (and those
-      taken over), in the same order, the first 1,000 of them; RV(results_omitted) counts the others.
+    - With O(registrations) or O(registrations_file), only the registrations whose RV(results[].result) is not
+      V(unchanged) (and those taken over), in the order declared, then those purged; the first 1,000 of them.
+      RV(results_omitted) counts the others, and RV(summary) counts every registration.
+    - When a failure that every call would meet stopped the run (see C(msg)), only the first 10 of the
+      registrations it failed or left unsent are listed.
   returned: with O(registrations) or O(registrations_file)
   type: list
   elements: dict
@@ -383,12 +426,17 @@ results:
       description: The line of O(registrations_file) the registration is on.
       type: int
       returned: with O(registrations_file), for the file's registrations
+    index:
+      description: The position of the item in O(registrations), from 0.
+      type: int
+      returned: with O(registrations), for the list's registrations
     result:
       description:
         - V(created), V(updated), V(unchanged) or V(deleted) once the API accepted the call; in check mode, what would
           happen.
         - V(failed) when the call failed (see RV(results[].error)); the ledger keeps what it held before.
-        - V(not_sent) when O(fail_fast) stopped the run before this item's call; nothing changed for it.
+        - V(not_sent) when the run stopped before this item's call (O(fail_fast), or a failure every call would
+          meet); nothing changed for it.
       type: str
     expires_at:
       description: When the registration lapses unless refreshed (UTC, ISO 8601), or V(null) when nothing was upserted.
@@ -418,8 +466,8 @@ summary:
   type: dict
   sample: {created: 9990, updated: 0, unchanged: 0, deleted: 10, failed: 0, not_sent: 0}
 results_omitted:
-  description: How many results O(registrations_file) left out of RV(results) beyond its first 1,000.
-  returned: with O(registrations_file)
+  description: How many results were left out of RV(results) (see there); RV(summary) counts them.
+  returned: with O(registrations) or O(registrations_file)
   type: int
   sample: 0
 registrations_file:
@@ -428,18 +476,26 @@ registrations_file:
   type: str
   sample: /var/lib/wgtwo-sipbreakout/registrations.csv
 ledger_path:
-  description: The ledger that was read and updated.
+  description: The ledger that was read and updated, as its path or V(postgresql://HOST:PORT/DBNAME) (never a
+    password).
   returned: always
   type: str
-  sample: /root/.local/state/wgtwo.sipbreakout/ledger.json
+  sample: /var/lib/wgtwo-sipbreakout/ledger.sqlite
+ledger_scope:
+  description: The scope of the ledger the registrations belong to.
+  returned: always
+  type: str
+  sample: default
 phone_number:
   description: The number the failure is about.
   returned: failure
   type: str
   sample: "+4799990000"
 option:
-  description: The option whose value was refused.
-  returned: failure on invalid input
+  description:
+    - The option whose value was refused, or, when a failure that every call would meet stopped the run, the option
+      to check (V(client_secret), V(ca_path), V(api_endpoint), ...).
+  returned: failure on invalid input, or of the credentials, the trust or the reach of the API
   type: str
   sample: sip_uri
 code:
@@ -465,13 +521,13 @@ def main():
         mobile_originating_prefix=dict(type="str"),
         mobile_terminating_prefix=dict(type="str"),
     )
-    item = dict(single, sip_uri=dict(type="str", required=True),
-                state=dict(type="str", default="present", choices=list(STATES)))
     module = SipBreakoutModule(
         argument_spec=dict(
             single,
             state=dict(type="str", default="present", choices=list(STATES)),
-            registrations=dict(type="list", elements="dict", options=item),
+            # Its items are checked by module_utils (registration_list), every problem of every item at once; the
+            # suboptions are documented above.
+            registrations=dict(type="list", elements="dict"),
             registrations_file=dict(type="path"),
             registrations_file_format=dict(type="str", default="auto", choices=["auto"] + list(FORMATS)),
             purge=dict(type="bool", default=False),
@@ -482,12 +538,14 @@ def main():
             concurrency=dict(type="int", default=DEFAULT_CONCURRENCY),
             fail_fast=dict(type="bool", default=False),
         ),
-        mutually_exclusive=[("registrations", name) for name in single]
+        # The other single-registration options are the defaults of the items of registrations.
+        mutually_exclusive=[("registrations", "phone_number")]
         + [("registrations_file", name) for name in list(single) + ["registrations"]],
         required_one_of=[("registrations", "registrations_file", "sip_uri")],
         required_if=[("purge", True, ("registrations", "registrations_file"), True)],
         required_by=dict(previous_principal=("refresh_token",)),
         supports_check_mode=True,
+        as_given=("registrations", "phone_number", "mobile_originating_prefix", "mobile_terminating_prefix"),
     )
     module.exit_json(**module.run(ensure_from_options))
 

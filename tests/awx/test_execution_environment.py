@@ -27,6 +27,7 @@ PROVIDED_BY = {
     "requests_oauthlib": "requests-oauthlib",
     "oauthlib": "requests-oauthlib",
     "requests": "requests-oauthlib",
+    "psycopg": "psycopg",
     # The filters run on the controller, and ansible-core itself requires cryptography.
     "cryptography": None,
 }
@@ -80,7 +81,7 @@ def test_builder_creates_a_build_context_that_installs_the_collection(tmp_path, 
     collected = pip_out.read_text()
     assert "# from collection wgtwo.sipbreakout" in collected
     assert _requirement_names(collected) == _requirement_names((shipped / "requirements.txt").read_text())
-    assert _requirement_names(collected) == {"grpcio", "protobuf", "requests-oauthlib"}
+    assert _requirement_names(collected) == {"grpcio", "protobuf", "requests-oauthlib", "psycopg"}
 
     # The final stage installs what bindep lists for the image's platform: nothing, and nothing from EPEL.
     rules = Depends(bindep_out.read_text())
@@ -89,6 +90,8 @@ def test_builder_creates_a_build_context_that_installs_the_collection(tmp_path, 
     # A Debian host running the modules with its system Python gets Debian's packages.
     debian = [rule[0] for rule in rules.active_rules(["default", "platform:dpkg", "platform:debian"])]
     assert debian == ["python3-grpcio", "python3-protobuf", "python3-requests-oauthlib"]
+    shared = [rule[0] for rule in rules.active_rules(["postgresql", "platform:dpkg", "platform:debian"])]
+    assert shared == debian + ["python3-psycopg"]
 
 
 def test_builder_refuses_a_broken_definition(tmp_path):

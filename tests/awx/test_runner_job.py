@@ -9,11 +9,14 @@ from the inventory is deleted by the next job, sliced jobs share the database sa
 are the judges of what was registered."""
 
 import copy
+import datetime
 import json
 import os
+import re
 import sqlite3
 import stat
 import threading
+import time
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import normalize_phone_number
 
@@ -320,3 +323,60 @@ def test_job_slices_share_the_database_safely(tmp_path, installed, credential_ty
     assert len(dropped) == 5
     for registration in emulator.registrations():
         assert registration["phone_number"] not in dropped
+
+
+def test_a_long_job_shows_progress_in_its_events_while_it_runs(tmp_path, installed, credential_type,
+                                                               sample_inventory, emulator):
+    hosts = _pbx_hosts(sample_inventory)
+    # One PBX with 5,000 numbers (a list that goes to the background), and 0.6 s of latency on every call: with
+    # the module's 256 calls in flight, some twelve seconds of work.
+    bigger = copy.deepcopy(sample_inventory)
+    numbers = ["+4792%06d" % index for index in range(5000)]
+    bigger["_meta"]["hostvars"][hosts[0]]["sipbreakout_registrations"] = [
+        {"phone_number": number, "route_type": "loop"} for number in numbers]
+    emulator.faults(latency_ms=600)
+    job = Job(tmp_path / "long", installed, credential_type, bigger, hosts[:1], _inputs(emulator))
+    events_dir = os.path.join(job.private_data_dir, "artifacts", "1", "job_events")
+    runner = threading.Thread(target=job.run)
+    runner.start()
+    # Watch the job's events as AWX's callback receiver gets them: each progress event, when it appeared, and what
+    # the emulator held then.
+    seen = {}
+    while runner.is_alive():
+        for name in os.listdir(events_dir) if os.path.isdir(events_dir) else []:
+            if name in seen:
+                continue
+            try:
+                with open(os.path.join(events_dir, name), "r", encoding="utf-8") as handle:
+                    event = json.load(handle)
+            except ValueError:
+                continue  # still being written
+            if "wgtwo.sipbreakout.registration: " in event.get("stdout", ""):
+                seen[name] = (event, len(emulator.registrations()))
+            else:
+                seen[name] = None
+        time.sleep(0.5)
+    runner.join()
+    assert job.rc == 0, job.output[-3000:]
+    progress = sorted((value for value in seen.values() if value), key=lambda value: value[0]["counter"])
+    assert len(progress) >= 2, job.output[-3000:]
+
+    events = awx_job.events(job.artifacts)
+    task_ok = next(event for event in events if event["event"] == "runner_on_ok"
+                   and event["event_data"].get("task", "").startswith("Register the numbers"))
+    for event, held in progress:
+        # A verbose event of its own, shown in the job's output, with counts that were true when it appeared.
+        assert event["event"] == "verbose" and event["stdout"] in job.output
+        assert event["stdout"].startswith("[%s] wgtwo.sipbreakout.registration: " % hosts[0])
+        match = re.search(r": ([0-9,]+) of 5,000 done", event["stdout"])
+        if match:
+            assert int(match.group(1).replace(",", "")) <= held
+        assert event["counter"] < task_ok["counter"]
+    # The first while the emulator held only part of the numbers, seconds before the task's result.
+    first_event, first_held = progress[0]
+    assert first_held < 5000
+    first_at = datetime.datetime.fromisoformat(first_event["created"])
+    assert (datetime.datetime.fromisoformat(task_ok["created"]) - first_at).total_seconds() >= 3.0
+    assert set(number for number, *_rest in _held(emulator)) >= set(numbers)
+    for secret in {CLIENT_SECRET} | job.issued_tokens():
+        assert not any(secret in event["stdout"] for event, _held_then in progress)

@@ -24,8 +24,12 @@ def test_token_outage_fails_the_whole_bulk_run_at_once(tmp_path):
         result = ensure_from_options(options)
         elapsed = time.monotonic() - started
         calls = emulator.calls()
-    assert result["failed"] and result["summary"]["failed"] == 200
-    assert all("token endpoint" in item["error"] for item in result["results"])
+    # The first item fails for want of a token, and no other is started: one message names the cause and the option.
+    assert result["failed"] and (result["summary"]["failed"], result["summary"]["not_sent"]) == (1, 199)
+    assert result["msg"].startswith("The run stopped: the token endpoint %s did not give a token after 3 attempt(s)"
+                                    % emulator.token_url)
+    assert "check token_url" in result["msg"] and result["option"] == "token_url"
+    assert len(result["results"]) == 10 and result["results_omitted"] == 190
     # One request and its two retries, not three per item: without the shared failure this takes minutes.
     assert calls["token_requests"] == 3
     assert calls["total"] == 0

@@ -4,7 +4,8 @@
 """The registration module in check mode on a host that has none of its libraries yet (a new PBX host before the
 pbx role installed them): run by a Python with the standard library only, it predicts from the ledger, warns that a
 real run needs grpcio, protobuf and requests-oauthlib (and which Debian packages provide them), tolerates a CA file
-that the play has not installed yet, and sends nothing. A real run there still fails with Ansible's own message."""
+that the play has not installed yet, and sends nothing. A real run there fails with one message naming all three,
+Ansible's own text for each, and how to install them."""
 
 import hashlib
 import json
@@ -113,8 +114,9 @@ def test_check_mode_predicts_without_libraries_and_sends_nothing(tmp_path):
         assert outcome["msg"] == "check mode: nothing was sent"
         warnings = " ".join(outcome["warnings"])
         assert ("check mode without grpcio, protobuf, requests-oauthlib in %s: the result is predicted from the ledger "
-                "alone, and a real run needs them installed first (Debian 12: apt install python3-grpcio "
-                "python3-protobuf python3-requests-oauthlib)" % python) in warnings
+                "alone, and a real run needs them installed first: pip install grpcio protobuf requests-oauthlib "
+                "(Debian 12: apt install python3-grpcio python3-protobuf python3-requests-oauthlib)" % python) \
+            in warnings
         assert ("check mode: ca_path: '%s' is not a readable file of PEM CA certificates; check mode needs no CA "
                 "file" % variables["ca_path"]) in warnings
         assert CLIENT_SECRET not in output
@@ -125,10 +127,17 @@ def test_check_mode_predicts_without_libraries_and_sends_nothing(tmp_path):
         assert _digest(work.ledger) == ledger_before
         assert not os.path.exists(os.path.join(work.root, "new"))
 
-        # A real run there fails as before, with Ansible's message for a missing library, and sends nothing.
+        # A real run there fails, naming every missing library at once (Ansible's message for each) and how to
+        # install them, and sends nothing.
         output, outcome = _play(tmp_path, python, dict(variables, ca_path=emu.ca_path), check=False)
         assert outcome["failed"]
-        assert outcome["msg"].startswith("Failed to import the required Python library (grpcio)"), outcome
+        lines = outcome["msg"].split("\n")
+        assert lines[0] == "3 required Python libraries are missing: grpcio, protobuf, requests-oauthlib.", outcome
+        assert [line.split(")")[0] for line in lines[1:4]] == [
+            "Failed to import the required Python library (%s" % name
+            for name in ("grpcio", "protobuf", "requests-oauthlib")]
+        assert lines[4] == ("Install them on this host: pip install grpcio protobuf requests-oauthlib (Debian 12: apt "
+                            "install python3-grpcio python3-protobuf python3-requests-oauthlib)")
         assert emu.calls(limit=0)["total"] == calls_before["total"]
         assert sorted(held(emu)) == ["+4799997000", "+4799997001"]
         assert _digest(work.ledger) == ledger_before

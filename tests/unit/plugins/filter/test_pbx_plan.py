@@ -101,6 +101,15 @@ def test_core_uri_without_port():
      "sipbreakout_registrations[0].phone_number: '4799990000' has no leading '+'"),
     (dict(sipbreakout_registrations=[{"route_type": "loop"}]),
      "sipbreakout_registrations[0].phone_number: is required"),
+    (dict(sipbreakout_registrations=[{"phone_number": 4791110001, "route_type": "loop"}]),
+     "sipbreakout_registrations[0].phone_number: 4791110001 is a number, not text: YAML reads an unquoted "
+     "+4791110001 as the integer 4791110001 and drops its '+'; quote it: \"+4791110001\""),
+    (dict(sipbreakout_registrations=[{"phone_number": "+4791110001", "route_type": "loop",
+                                      "mobile_terminating_prefix": "22\n"}]),
+     "sipbreakout_registrations[0].mobile_terminating_prefix: \"22\\n\" holds a control character (U+000A, a line "
+     "break)"),
+    (dict(sipbreakout_sip_uri="sips:pbx1.exa\tmple.net"),
+     "sipbreakout_sip_uri: \"sips:pbx1.exa\\tmple.net\" holds a control character (U+0009)"),
     (dict(sipbreakout_registrations=[{"phone_number": "+4799990000"}]),
      "sipbreakout_registrations[0].route_type: is required with state=present"),
     (dict(sipbreakout_registrations=[{"phone_number": "+4799990000", "route_type": "loopy"}]),

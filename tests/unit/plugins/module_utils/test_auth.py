@@ -2,9 +2,15 @@
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The token cache under a refresh token: what must survive from one process to the next. The token endpoint is
-scripted (``_request``); the emulator tests drive the real requests-oauthlib exchange."""
+scripted (``_request``); the emulator tests drive the real requests-oauthlib exchange. And a TLS failure of the
+token endpoint, against a port that speaks plain HTTP."""
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.auth import RefreshToken, TokenCache
+import socket
+import threading
+
+import pytest
+
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.auth import ClientCredentials, RefreshToken, TokenCache
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import AuthError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.retry import Deadline
 
@@ -81,3 +87,32 @@ def test_without_a_cache_the_process_trades_the_refresh_token_it_was_last_given(
     source.invalidate(second)  # and refused to another call in flight with it
     assert (first, second, source.token(Deadline(5))) == ("at-1", "at-2", "at-3")
     assert endpoint.valid == {"rt-3"}
+
+
+def test_a_tls_failure_of_the_token_endpoint_is_not_retried_and_names_what_to_check(tmp_path):
+    """A port that answers plain HTTP: requests fails the handshake on every attempt alike, so it is tried once."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    source = ClientCredentials("c1", "s1", token_url="https://127.0.0.1:%d/oauth2/token" % listener.getsockname()[1],
+                               cache=None, retries=5)
+    try:
+        with pytest.raises(AuthError) as caught:
+            source.token(Deadline(10))
+    finally:
+        listener.close()
+    assert caught.value.option == "token_url" and "check that token_url names an https:// port" in str(caught.value)
+    assert len(accepted) == 1

@@ -150,10 +150,56 @@ def test_retries_end_with_an_error_naming_the_number_and_the_attempts():
     calls = _calls(3)
     client.run(calls, concurrency=3)
     assert [call.ok for call in calls] == [False] * 3
-    assert len(rpc.sent) == 3 * 3  # the first attempt and two retries each
-    error = calls[1].error
-    assert error.retryable and error.code == "UNAVAILABLE" and error.phone_number == "+4799900001"
-    assert "after 3 attempt(s)" in str(error) and "+4799900001" in str(error)
+    # The three sent at first, then one of them (the probe) with its two retries while the others wait; once it has
+    # no retry left the API is taken to be down, and the others end with the error of their one attempt.
+    assert len(rpc.sent) == 3 + 2
+    assert sorted(call.attempts for call in calls) == [1, 1, 3]
+    for call in calls:
+        error = call.error
+        assert error.retryable and error.run_wide and error.code == "UNAVAILABLE" and error.option == "api_endpoint"
+        assert error.phone_number == call.registration.phone_number and error.phone_number in str(error)
+        assert "after %d attempt(s)" % call.attempts in str(error) and "check api_endpoint" in str(error)
+
+
+def test_an_api_that_is_down_costs_the_calls_in_flight_and_one_calls_retries():
+    client, rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAVAILABLE, "down"), retries=3)
+    calls, done = _calls(500), []
+    client.run(calls, concurrency=16, on_done=done.append)
+    assert len(rpc.sent) == 16 + 3
+    assert sorted(call.attempts for call in calls[:16]) == [1] * 15 + [4]
+    assert all(call.run_wide for call in calls[:16]) and len(done) == 16
+    assert not any(call.ok or call.error for call in calls[16:])  # never started
+
+
+def test_while_the_api_may_be_down_one_call_is_retried_until_it_answers_then_all_resume():
+    def script(number, attempt, token):
+        # Sent 1 to 20 find it down: the first round of 16, then four more.
+        return _RpcError(grpc.StatusCode.UNAVAILABLE, "restarting") if len(rpc.sent) <= 20 else _ok()
+    client, rpc = _client(script, retries=20)
+    calls = _calls(200)
+    client.run(calls, concurrency=16)
+    assert all(call.ok for call in calls)
+    # After the first round, one call alone is retried (four times down, then answered), not the sixteen; then the
+    # other fifteen are retried and the rest sent.
+    assert len(set(number for number, _token in rpc.sent[16:21])) == 1
+    assert len(rpc.sent) == 200 + 15 + 5
+
+
+@pytest.mark.parametrize("details", [
+    # grpcio 1.85 (BoringSSL), and Debian 12's 1.51 (OpenSSL 3), as each reports an untrusted CA
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed "
+    "(TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: "
+    "self signed certificate in certificate chain: OK",
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Ssl handshake failed: SSL_ERROR_SSL: "
+    "error:0A000086:SSL routines::certificate verify failed"])
+def test_a_certificate_the_host_does_not_trust_is_not_retried_and_stops_the_run(details):
+    client, rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAVAILABLE, details))
+    calls = _calls(100)
+    client.run(calls, concurrency=4)
+    assert len(rpc.sent) == 4  # the calls in flight when the first answer came; none again, none after
+    failed = [call for call in calls if call.error]
+    assert len(failed) == 4 and all(call.attempts == 0 and call.run_wide for call in failed)
+    assert failed[0].error.option == "ca_path" and "set ca_path" in str(failed[0].error)
 
 
 def test_a_refused_token_is_renewed_once_however_many_calls_it_refused():
@@ -172,11 +218,13 @@ def test_a_refused_token_is_renewed_once_however_many_calls_it_refused():
     assert {token for _number, token in rpc.sent[20:]} == {"Bearer token-2"}
 
 
-def test_unauthenticated_twice_is_an_auth_error():
-    client, _rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAUTHENTICATED, "revoked"))
-    calls = _calls(1)
-    client.run(calls)
+def test_unauthenticated_twice_is_an_auth_error_that_stops_the_run():
+    client, rpc = _client(lambda number, attempt, token: _RpcError(grpc.StatusCode.UNAUTHENTICATED, "revoked"))
+    calls = _calls(50)
+    client.run(calls, concurrency=2)
     assert isinstance(calls[0].error, AuthError) and "UNAUTHENTICATED (revoked)" in str(calls[0].error)
+    assert calls[0].error.option == "client_secret" and "check client_secret" in str(calls[0].error)
+    assert len(rpc.sent) <= 2 * 2 and not any(call.error for call in calls[2:])
 
 
 def test_stop_starts_nothing_more_but_lets_calls_in_flight_finish():
@@ -200,15 +248,16 @@ def test_stop_starts_nothing_more_but_lets_calls_in_flight_finish():
     assert not any(call.ok or call.error for call in calls[sent:])
 
 
-def test_a_token_that_cannot_be_had_fails_the_call_without_sending_it():
+def test_a_token_that_cannot_be_had_fails_the_call_without_sending_it_and_stops_the_run():
     class _NoTokens(_Tokens):
         def token(self, deadline):
             raise AuthError("the token endpoint refused client 'c1'")
     client, rpc = _client(lambda number, attempt, token: _ok(), tokens=_NoTokens())
     calls, done = _calls(5), []
     client.run(calls, concurrency=2, on_done=done.append)
-    assert rpc.sent == [] and len(done) == 5
-    assert all("refused client" in str(call.error) for call in calls)
+    assert rpc.sent == [] and done == [calls[0]]
+    assert "refused client" in str(calls[0].error) and calls[0].run_wide
+    assert not any(call.ok or call.error for call in calls[1:])
 
 
 def test_deletes_carry_no_ttl_and_an_upsert_needs_a_route_type():

@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import (
-    Registration, normalize_phone_number, normalize_sip_uri, sip_uri_host)
+    Registration, normalize_phone_number, normalize_sip_uri, normalize_state, sip_uri_host)
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -103,3 +103,51 @@ def test_empty_prefix_means_none():
                               mobile_originating_prefix="", mobile_terminating_prefix="22")
     assert reg.mobile_originating_prefix is None
     assert reg.mobile_terminating_prefix == "22"
+
+
+CONTROL = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028"]
+
+
+@pytest.mark.parametrize("char", CONTROL)
+@pytest.mark.parametrize("field, good", [
+    ("phone_number", "+4799990000"), ("sip_uri", "sips:pbx.example.com:5061"), ("route_type", "loop"),
+    ("mobile_originating_prefix", "11"), ("mobile_terminating_prefix", "22")])
+@pytest.mark.parametrize("where", ["end", "middle"])
+def test_a_control_character_anywhere_in_a_field_is_refused_and_named(char, field, good, where):
+    fields = dict(phone_number="+4799990000", sip_uri="sips:pbx.example.com:5061", route_type="loop",
+                  mobile_originating_prefix="11", mobile_terminating_prefix="22")
+    fields[field] = good + char if where == "end" else good[:3] + char + good[3:]
+    with pytest.raises(ValidationError) as caught:
+        Registration.create(**fields)
+    assert caught.value.option == field
+    assert "holds a control character (U+%04X" % ord(char) in str(caught.value)
+
+
+@pytest.mark.parametrize("given", ["present\n", "abs\nent", "absent\t", "present\x00"])
+def test_a_control_character_in_a_state_is_refused(given):
+    with pytest.raises(ValidationError) as caught:
+        normalize_state(given)
+    assert "holds a control character" in str(caught.value)
+
+
+def test_a_yaml_number_is_refused_with_how_to_quote_it():
+    with pytest.raises(ValidationError) as caught:
+        normalize_phone_number(4791110001)
+    assert str(caught.value) == ("phone_number: 4791110001 is a number, not text: YAML reads an unquoted +4791110001 "
+                                 "as the integer 4791110001 and drops its '+'; quote it: \"+4791110001\"")
+    with pytest.raises(ValidationError) as caught:
+        Registration.create(phone_number="+4799990000", sip_uri="sips:a.example", route_type="loop",
+                            mobile_terminating_prefix=0)
+    assert "0 is a number, not a string of digits: quote it in YAML" in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        normalize_sip_uri(["sips:a.example"])
+    assert str(caught.value) == "sip_uri: expected a string such as 'sips:pbx.example.com:5061', got a list"
+
+
+def test_a_near_miss_is_named():
+    with pytest.raises(ValidationError) as caught:
+        Registration.create(phone_number="+4799990000", sip_uri="sips:a.example", route_type="Loop_MT")
+    assert str(caught.value).endswith("did you mean 'loop_mt'?")
+    with pytest.raises(ValidationError) as caught:
+        Registration.create(phone_number="+4799990000", sip_uri="sips:a.example", route_type="voicemail")
+    assert "did you mean" not in str(caught.value)
