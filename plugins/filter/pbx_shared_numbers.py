@@ -30,7 +30,7 @@ options:
   _input:
     description:
       - Host name to a dictionary with C(sipbreakout_registrations) (a list, as the role takes it),
-        C(registrations_file) (a path on the controller, or empty), C(cluster) (the host's cluster, or empty: none),
+        C(registrations_file) (a path on the controller, or empty), C(cluster) (the host's cluster, or empty for none),
         and the host-wide values the list's entries take, C(sipbreakout_sip_uri),
         C(sipbreakout_mobile_originating_prefix) and C(sipbreakout_mobile_terminating_prefix) (optional).
     type: dict
