@@ -124,8 +124,8 @@ def _declaration_problem(host, source, first, first_source, cluster):
     differing = sorted(set(key[0] for key in set(declared) ^ expected))
     if not differing:
         return None
-    shown = ", ".join(differing[:MAX_PROBLEMS]) + (" and %d more" % (len(differing) - MAX_PROBLEMS)
-                                                    if len(differing) > MAX_PROBLEMS else "")
+    more = len(differing) - MAX_PROBLEMS
+    shown = ", ".join(differing[:MAX_PROBLEMS]) + (" and %d more" % more if more > 0 else "")
     return ("%s: %s declared otherwise than on %s (sip_uri, route_type, state and prefixes, host-wide ones included, "
             "must be the same); the nodes of a cluster serve the same numbers: declare them once, in the group's "
             "variables" % (LIST_VARIABLE, shown, node))

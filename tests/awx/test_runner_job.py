@@ -139,7 +139,7 @@ def _holding(root, secrets):
 
 
 def test_awx_jobs_from_fresh_containers_are_exact_and_leak_nothing(tmp_path, installed, credential_type,
-                                                                    sample_inventory, emulator, database):
+                                                                   sample_inventory, emulator, database):
     hosts = _pbx_hosts(sample_inventory)
     inputs = _inputs(emulator, database)
     job = Job(tmp_path / "job1", installed, credential_type, sample_inventory, hosts, inputs).run()
@@ -214,7 +214,7 @@ def test_the_extra_vars_alone_carry_the_credential(tmp_path, installed, credenti
 
 
 def test_a_number_dropped_from_the_inventory_is_deleted_by_the_next_job(tmp_path, installed, credential_type,
-                                                                       sample_inventory, emulator, database):
+                                                                        sample_inventory, emulator, database):
     hosts = _pbx_hosts(sample_inventory)
     inputs = _inputs(emulator, database)
     # Enough numbers on the first PBX that dropping one stays within the module's max_purge (20 %).

@@ -30,5 +30,3 @@ def tls_files(root, name="pbx1.example.net"):
         handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     return paths
-
-

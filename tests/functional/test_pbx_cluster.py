@@ -125,12 +125,14 @@ class Site:
         return " ".join(output.split())
 
 
-def _cluster(numbers=CLUSTER, nodes=("tas1", "tas2"), **extra):
+def _cluster(numbers=None, nodes=("tas1", "tas2"), **extra):
+    numbers = CLUSTER if numbers is None else numbers
     return {"tas_a": dict(hosts=list(nodes), vars=dict(sipbreakout_cluster="tas_a",
                                                        sipbreakout_registrations=_listed(numbers), **extra))}
 
 
-def _inventory(cluster_numbers=CLUSTER, alone=ALONE, **node_vars):
+def _inventory(cluster_numbers=None, alone=None, **node_vars):
+    alone = ALONE if alone is None else alone
     return dict(hosts=dict(tas1=dict(node_vars.get("tas1", {})), tas2=dict(node_vars.get("tas2", {})),
                            pbx3=dict(sipbreakout_registrations=_listed(alone))),
                 clusters=_cluster(cluster_numbers))
