@@ -158,6 +158,20 @@ class TestServer:
             if not self._holders and not self._stopped:
                 self._lock(fcntl.LOCK_UN)
 
+    def numbers_by_scope(self, dbname, pending=True):
+        """{scope: sorted numbers} of the shared ledger's table in ``dbname``, read as the test role with psycopg (an
+        independent look at the rows, not the collection's store); ``pending=False`` leaves out pending deletes."""
+        import psycopg  # pylint: disable=import-outside-toplevel
+        with psycopg.connect(**self.params(dbname)) as conn:
+            if conn.execute("SELECT to_regclass('sipbreakout_registrations')").fetchone()[0] is None:
+                return {}
+            found = {}
+            for scope, number, deleting in conn.execute("SELECT scope, phone_number, delete_pending <> 0 FROM "
+                                                        "sipbreakout_registrations ORDER BY scope, phone_number"):
+                if pending or not deleting:
+                    found.setdefault(scope, []).append(number)
+            return found
+
     @contextlib.contextmanager
     def database(self):
         """A new empty database (template0, owned by the test role) for the block, inside online(); dropped after

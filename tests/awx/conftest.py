@@ -98,17 +98,9 @@ def database_inputs(database):
 
 
 def ledger_rows(database):
-    """{scope: sorted numbers} of the shared ledger, read with psycopg as the test role (not the collection)."""
-    import psycopg  # pylint: disable=import-outside-toplevel
+    """{scope: sorted numbers} of the shared ledger, pending deletes left out."""
     server, dbname = database
-    with psycopg.connect(**server.params(dbname)) as conn:
-        if conn.execute("SELECT to_regclass('sipbreakout_registrations')").fetchone()[0] is None:
-            return {}
-        found = {}
-        for scope, number in conn.execute("SELECT scope, phone_number FROM sipbreakout_registrations "
-                                          "WHERE NOT (delete_pending <> 0) ORDER BY scope, phone_number"):
-            found.setdefault(scope, []).append(number)
-        return found
+    return server.numbers_by_scope(dbname, pending=False)
 
 
 @pytest.fixture(name="emulator")

@@ -11,6 +11,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from keepalive_support import CLIENT_ID, CLIENT_SECRET
+
+SIP_URI = "sips:pbx1.example.net:5061"
+
 
 def tls_files(root, name="pbx1.example.net"):
     """A self-signed certificate for ``name`` and its key, as PEM files in ``root``: (certificate, key)."""
@@ -30,3 +34,17 @@ def tls_files(root, name="pbx1.example.net"):
         handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     return paths
+
+
+def pbx_variables(root, emu):
+    """The pbx role's variables of a host that is this machine: the emulator's API and client, a sip_uri and
+    prefixes, an edge certificate made in ``root``, backends and core on loopback."""
+    certificate, key = tls_files(root)
+    return dict(
+        sipbreakout_api_endpoint=emu.grpc_endpoint, sipbreakout_token_url=emu.token_url,
+        sipbreakout_ca_path=emu.ca_path, sipbreakout_client_id=CLIENT_ID,
+        sipbreakout_client_secret=CLIENT_SECRET, sipbreakout_sip_uri=SIP_URI,
+        sipbreakout_mobile_originating_prefix="11", sipbreakout_mobile_terminating_prefix="22",
+        sipbreakout_tls_certificate=certificate, sipbreakout_tls_private_key=key,
+        sipbreakout_backends=["sip:127.0.0.1:5070"], sipbreakout_core_uri="sips:sbc.example.net",
+        sipbreakout_edge_tls_address="127.0.0.1", sipbreakout_edge_backend_address="127.0.0.1")

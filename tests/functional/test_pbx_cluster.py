@@ -25,11 +25,10 @@ import yaml
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 from ansible_collections.wgtwo.sipbreakout.tests import postgresql_support
 from keepalive_support import CLIENT_ID, CLIENT_SECRET
-from pbx_support import tls_files
+from pbx_support import SIP_URI, pbx_variables
 from sipbreakout_emulator.testing import running_emulator
 
 COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
-SIP_URI = "sips:pbx1.example.net:5061"
 CLUSTER = ["+4795000000", "+4795000001", "+4795000002", "+4795000003", "+4795000004", "+4795000005"]
 ALONE = ["+4795100000", "+4795100001", "+4795100002"]
 
@@ -65,17 +64,10 @@ class Site:
 
     def __init__(self, root, emu, ledger=None):
         self.root = str(root)
-        certificate, key = tls_files(self.root)
         self.group_vars = dict(
+            pbx_variables(self.root, emu),
             __pbx_registration_packages=[], __pbx_postgresql_packages=[], keepalive_packages=[],
             keepalive_postgresql_packages=[], keepalive_python=sys.executable, sipbreakout_keepalive_scheduler="none",
-            sipbreakout_api_endpoint=emu.grpc_endpoint, sipbreakout_token_url=emu.token_url,
-            sipbreakout_ca_path=emu.ca_path, sipbreakout_client_id=CLIENT_ID,
-            sipbreakout_client_secret=CLIENT_SECRET, sipbreakout_sip_uri=SIP_URI,
-            sipbreakout_mobile_originating_prefix="11", sipbreakout_mobile_terminating_prefix="22",
-            sipbreakout_tls_certificate=certificate, sipbreakout_tls_private_key=key,
-            sipbreakout_backends=["sip:127.0.0.1:5070"], sipbreakout_core_uri="sips:sbc.example.net",
-            sipbreakout_edge_tls_address="127.0.0.1", sipbreakout_edge_backend_address="127.0.0.1",
             ansible_connection="local", ansible_python_interpreter=sys.executable)
         self.group_vars.update(ledger or {})
 
@@ -148,17 +140,8 @@ def _activity(emu):
 
 
 def _rows(database):
-    """{scope: sorted numbers} of the ledger's table, read with psycopg as the test role, not the collection."""
-    import psycopg  # pylint: disable=import-outside-toplevel
     server, dbname = database
-    with psycopg.connect(**server.params(dbname)) as conn:
-        if conn.execute("SELECT to_regclass('sipbreakout_registrations')").fetchone()[0] is None:
-            return {}
-        found = {}
-        for scope, number in conn.execute("SELECT scope, phone_number FROM sipbreakout_registrations "
-                                          "ORDER BY scope, phone_number"):
-            found.setdefault(scope, []).append(number)
-        return found
+    return server.numbers_by_scope(dbname)
 
 
 @pytest.fixture(name="emu")

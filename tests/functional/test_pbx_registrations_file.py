@@ -20,10 +20,9 @@ import yaml
 from sipbreakout_emulator.testing import running_emulator
 
 from keepalive_support import CLIENT_ID, CLIENT_SECRET
-from pbx_support import tls_files
+from pbx_support import SIP_URI, pbx_variables
 
 COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
-SIP_URI = "sips:pbx1.example.net:5061"
 COUNT = 300
 
 PLAYBOOK = """
@@ -59,9 +58,9 @@ class Host:
     def __init__(self, root, emu):
         self.root = str(root)
         self.state = os.path.join(self.root, "state")
-        certificate, key = tls_files(self.root)
         keepalive = os.path.join(self.root, "keepalive")
         self.variables = dict(
+            pbx_variables(self.root, emu),
             __pbx_state_dir=self.state, __pbx_api_ca=os.path.join(self.state, "api-ca.pem"),
             __pbx_registration_packages=[], sipbreakout_keepalive=False,
             keepalive_bin_path=os.path.join(keepalive, "sbin"), keepalive_lib_dir=os.path.join(keepalive, "lib"),
@@ -69,13 +68,6 @@ class Host:
             keepalive_health_path=os.path.join(keepalive, "health.json"),
             keepalive_unit_dir=os.path.join(keepalive, "systemd"),
             keepalive_cron_file=os.path.join(keepalive, "cron"),
-            sipbreakout_api_endpoint=emu.grpc_endpoint, sipbreakout_token_url=emu.token_url,
-            sipbreakout_ca_path=emu.ca_path, sipbreakout_client_id=CLIENT_ID,
-            sipbreakout_client_secret=CLIENT_SECRET, sipbreakout_sip_uri=SIP_URI,
-            sipbreakout_mobile_originating_prefix="11", sipbreakout_mobile_terminating_prefix="22",
-            sipbreakout_tls_certificate=certificate, sipbreakout_tls_private_key=key,
-            sipbreakout_backends=["sip:127.0.0.1:5070"], sipbreakout_core_uri="sips:sbc.example.net",
-            sipbreakout_edge_tls_address="127.0.0.1", sipbreakout_edge_backend_address="127.0.0.1",
         )
 
     def play(self, hosts, check=False, expect_failure=False, **extra):
@@ -161,7 +153,7 @@ def test_a_number_of_a_file_on_another_host_is_refused_before_anything_changes(t
              "pbx2": dict(sipbreakout_registrations=[dict(phone_number=numbers[7], route_type="loop")])}
     output = " ".join(host.play(hosts, expect_failure=True, test_registrations=False).split())
     assert "pbx1: sipbreakout_registrations_file line 9: %s also present on pbx2 (sipbreakout_registrations[0]); a " \
-           "number can be served by one host only" % numbers[7] in output
+           "number can be served by one host or one cluster only" % numbers[7] in output
     assert "pbx2: sipbreakout_registrations[0]: %s also present on pbx1 (sipbreakout_registrations_file line 9)" % (
         numbers[7]) in output
     assert _activity(emu) == (0, 0) and not os.path.exists(host.state)
