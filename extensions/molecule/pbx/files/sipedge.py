@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import os
-import queue
 import re
 import secrets
 import shutil
@@ -39,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 
 TIMEOUT = 10.0
 SDP = (
@@ -189,16 +189,6 @@ def mark(path):
             pass
 
 
-def hold(path, timeout):
-    """Wait until ``path`` exists; the seconds waited, or None after ``timeout`` seconds."""
-    started = time.time()
-    while time.time() - started < timeout:
-        if os.path.exists(path):
-            return round(time.time() - started, 1)
-        time.sleep(0.1)
-    return None
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # SIPp
 
@@ -319,6 +309,14 @@ class Baresip(object):
         os.makedirs(self.directory, exist_ok=True)
         self.address = "127.0.0.1:%d" % args.backend_port
         self.ctrl_port = args.ua_ctrl_port
+        # baresip hangs up when its audio file ends: two minutes of 8 kHz silence outlast any call here.
+        audio = os.path.join(self.directory, "silence.wav")
+        if not os.path.exists(audio):
+            with wave.open(audio, "wb") as handle:
+                handle.setnchannels(1)
+                handle.setsampwidth(2)
+                handle.setframerate(8000)
+                handle.writeframes(b"\0\0" * 8000 * 120)
         with open(os.path.join(self.directory, "config"), "w", encoding="utf-8") as handle:
             handle.write("\n".join([
                 "poll_method epoll",
@@ -326,7 +324,7 @@ class Baresip(object):
                 "net_interface 127.0.0.1",
                 "call_local_timeout 30",
                 # An 8 kHz PCM file is all the audio there is: the test looks at signalling only.
-                "audio_source aufile,/usr/share/baresip/callwaiting.wav",
+                "audio_source aufile,%s" % audio,
                 "audio_player aufile,/dev/null",
                 "audio_alert aufile,/dev/null",
                 "module_path /usr/lib/baresip/modules",
@@ -463,17 +461,17 @@ def served_certificate(connection):
 
 
 class CoreLeg(object):
-    """The core's side of one call over its TLS connection to the edge: a reader thread queues the responses and
-    answers every request the edge brings (200 OK, with SDP to a re-INVITE)."""
+    """The core's side of one call over its TLS connection to the edge. One thread does all the reading and writing
+    (an SSL connection must not be read and written from two threads at once): while it waits for a response or a
+    request it answers every request the edge brings (200 OK, with SDP to a re-INVITE)."""
 
     def __init__(self, connection, args):
         self.connection = connection
-        self.stream = connection.makefile("rb")
+        self.buffer = b""
         self.host, self.port = connection.getsockname()[:2]
         self.contact = "<sips:core@%s:%d>" % (self.host, self.port)
-        self.responses = queue.Queue()
+        self.responses = []
         self.received = []  # requests that reached the core, as dicts
-        self.lock = threading.Lock()
         self.closed = False
         self.call_id = secrets.token_hex(10) + "@core.sipbreakout.test"
         self.from_header = "<sip:+4711122233@core.sipbreakout.test>;tag=%s" % secrets.token_hex(6)
@@ -482,52 +480,78 @@ class CoreLeg(object):
         self.route = []
         self.target = None
         self.sdp_version = 1
-        threading.Thread(target=self._read, daemon=True).start()
 
     def send(self, data):
-        with self.lock:
-            self.connection.sendall(data)
+        self.connection.sendall(data)
 
-    def _read(self):
+    def pump(self, timeout):
+        """Read for at most ``timeout`` seconds and handle every whole message read."""
+        if self.closed:
+            time.sleep(timeout)
+            return
+        self.connection.settimeout(max(timeout, 0.01))
+        try:
+            data = self.connection.recv(65536)
+        except socket.timeout:
+            return
+        except (OSError, ssl.SSLError):
+            data = b""
+        if not data:
+            self.closed = True
+            return
+        self.buffer += data
         while True:
-            try:
-                message = read_message(self.stream)
-            except (OSError, ValueError):
-                message = None
-            if message is None:
-                self.closed = True
-                self.responses.put(None)
+            # CRLF keepalives between messages
+            self.buffer = self.buffer.lstrip(b"\r\n")
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
                 return
-            if message.is_response:
-                self.responses.put(message)
-                continue
-            self.received.append(message.as_dict())
-            if message.method == "ACK":
-                continue
-            extra, body = [], ""
-            if message.method == "INVITE":
-                self.sdp_version += 1
-                extra = [("Contact", self.contact), ("Content-Type", "application/sdp")]
-                body = sdp(self.sdp_version)
-            try:
-                self.send(response_to(message, "200 OK", extra, body))
-            except OSError:
-                pass
+            message = parse_message(self.buffer[:end].decode("utf-8") + "\r\n\r\n")
+            length = int(message.get("Content-Length") or message.get("l") or 0)
+            if len(self.buffer) < end + 4 + length:
+                return
+            message.body = self.buffer[end + 4:end + 4 + length].decode("utf-8")
+            self.buffer = self.buffer[end + 4 + length:]
+            self._handle(message)
+
+    def _handle(self, message):
+        if message.is_response:
+            self.responses.append(message)
+            return
+        self.received.append(message.as_dict())
+        if message.method == "ACK":
+            return
+        extra, body = [], ""
+        if message.method == "INVITE":
+            self.sdp_version += 1
+            extra = [("Contact", self.contact), ("Content-Type", "application/sdp")]
+            body = sdp(self.sdp_version)
+        self.send(response_to(message, "200 OK", extra, body))
 
     def next_response(self, timeout):
-        try:
-            return self.responses.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        deadline = time.time() + timeout
+        while not self.responses and time.time() < deadline and not self.closed:
+            self.pump(min(0.2, deadline - time.time()))
+        return self.responses.pop(0) if self.responses else None
 
     def wait_request(self, method, count, timeout):
         """Wait until ``count`` requests of ``method`` have reached the core; the last one, or None."""
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        while True:
             seen = [entry for entry in self.received if entry["first_line"].startswith(method + " ")]
             if len(seen) >= count:
                 return seen[-1]
-            time.sleep(0.05)
+            if time.time() >= deadline or self.closed:
+                return None
+            self.pump(min(0.2, deadline - time.time()))
+
+    def hold(self, path, timeout):
+        """Keep the call up (answering what comes) until ``path`` exists; the seconds held, or None."""
+        started = time.time()
+        while time.time() - started < timeout:
+            if os.path.exists(path):
+                return round(time.time() - started, 1)
+            self.pump(0.1)
         return None
 
     def via(self):
@@ -616,7 +640,7 @@ def core_call(args):
             result["ack_sent"] = True
             mark(args.answered)
             if args.hold_until:
-                result["held_seconds"] = hold(args.hold_until, args.hold_timeout)
+                result["held_seconds"] = leg.hold(args.hold_until, args.hold_timeout)
                 if result["held_seconds"] is None:
                     result["error"] = "%s did not appear within %d s; hung up anyway" % (
                         args.hold_until, args.hold_timeout)
