@@ -143,7 +143,7 @@ _value:
     core_uris:
       description:
         - Every address of C(sipbreakout_core_uri) in order, normalised, each with C(uri), C(host) and C(port)
-          (C(None) when it names none: the core is then found by DNS SRV).
+          (C(None) when it names none, and the core is then found by DNS SRV).
       type: list
       elements: dict
     core_uri:
