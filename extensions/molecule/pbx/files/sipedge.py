@@ -291,8 +291,7 @@ class SippBackend(object):
         messages = sipp_messages(self.args, self.scenario)
         return dict(sipp_rc=rc,
                     requests=[message.as_dict() for direction, message in messages
-                              if direction == "received" and message.method],
-                    sent=[message.first_line for direction, message in messages if direction == "sent"])
+                              if direction == "received" and message.method])
 
 
 # ---------------------------------------------------------------------------------------------------------------
