@@ -45,10 +45,15 @@ TARBALL := $(DIST)/wgtwo-sipbreakout-$(VERSION).tar.gz
 # for the test cluster (hack/postgresql.py runs /usr/lib/postgresql/15/bin).
 DEB_PACKAGES := git tar ca-certificates python3 python3-venv python3-grpcio python3-protobuf \
 	python3-requests-oauthlib python3-psycopg shellcheck systemd postgresql-15 postgresql-client-15
+# The observability layer's own: promtool (in Debian's prometheus) and node-exporter, whose textfile collector
+# serves the keepalive's metrics to the tests. Where invoke-rc.d may start services (no policy-rc.d), installing
+# them starts their daemons too (ports 9090 and 9100); the tests start node-exporter on a port of their own.
+OBSERVABILITY_PACKAGES := prometheus prometheus-node-exporter
 
 # `make test` runs these in this order: cheap and static first. The integration tests run in release-check, from
 # the installed release tarball (`make integration` runs them from the build copy, for development).
-LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional awx release-check
+LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional observability awx \
+	release-check
 # The molecule layer joins once the tree has scenarios.
 ifneq ($(wildcard $(ROOT)/extensions/molecule/*/molecule.yml),)
 LAYERS += molecule
@@ -74,6 +79,7 @@ help:
 	  make units-debian    the same unit tests on Debian's python3-grpcio 1.51 / python3-protobuf 3.21
 	  make functional      pytest tests/functional
 	  make postgresql      the test PostgreSQL (.build/postgresql): create once, start or reuse (make postgresql-stop)
+	  make observability   alerting rules (promtool test rules) and dashboard of extensions/observability against the keepalive's real metrics
 	  make integration     emulator + ansible-test integration of the build copy; the emulator is stopped afterwards
 	  make awx             AWX-like jobs: the credential type, ansible-runner with the emulator, job slicing (tests/awx)
 	  make release-check   install the release tarball into an empty path: ansible-doc of everything, integration tests
@@ -263,6 +269,14 @@ functional: venv dev-link postgresql
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional
+
+.PHONY: observability
+observability: venv dev-link
+	@$(call banner,observability: extensions/observability against the keepalive's metrics, with promtool)
+	"$(ROOT)/hack/deps.sh" $(OBSERVABILITY_PACKAGES)
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator:$(ROOT)/tests/functional:$(ROOT)/tests/observability" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/observability
 
 .PHONY: integration
 integration: venv collection

@@ -118,6 +118,9 @@ class TokenSource:
     kind = "none"
     principal = "anonymous"
     requires_phone_number = False
+    # Requests to the token endpoint by this object that gave a token, and that failed (the keepalive's metrics).
+    tokens_fetched = 0
+    token_failures = 0
 
     def token(self, deadline):
         """The access token to send now, or None to send no ``authorization`` metadata."""
@@ -193,6 +196,7 @@ class _EndpointTokenSource(TokenSource):
                 try:
                     self._current = self._fetch(deadline)
                 except AuthError as exc:
+                    self.token_failures += 1
                     self._failure = (exc, time.monotonic() + deadline.seconds)
                     raise
             if self._on_token:
@@ -257,6 +261,7 @@ class _EndpointTokenSource(TokenSource):
         if self._cache:
             # Written before the token is used: a rotated refresh token must never exist only in memory.
             self._cache.put(self._key, entry)
+        self.tokens_fetched += 1
         return entry
 
     def _request(self, deadline, cached):

@@ -48,8 +48,9 @@ from .adoption import takeover_hint
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
 from .errors import LedgerError, LedgerUnreachable, SipBreakoutError, ValidationError
-from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, HealthFile, empty_summary, \
-    hostname, render_metrics, summarize, write_textfile
+from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, METRICS_PER_REGISTRATION_LIMIT, \
+    HealthFile, breakdown, by_field, by_sip_host, count_pass, empty_summary, hostname, render_metrics, summarize, \
+    write_textfile
 from .ledger import open_ledger
 from .ledger_entry import isoformat
 from .ledger_sqlite import SqliteLedger
@@ -73,7 +74,7 @@ KEEPALIVE = "keepalive"
 SETTINGS = (
     Option("health_path", KEEPALIVE, "path", DEFAULT_HEALTH_PATH),
     Option("metrics_path", KEEPALIVE, "path"),
-    Option("metrics_per_registration", KEEPALIVE, "bool", True),
+    Option("metrics_per_registration", KEEPALIVE, "bool", False),
     Option("refresh_fraction", KEEPALIVE, "float", DEFAULT_REFRESH_FRACTION),
     Option("jitter", KEEPALIVE, "float", 0.25),
     Option("schedule_interval", KEEPALIVE, "float", 300.0),
@@ -96,6 +97,12 @@ CONFIG_OPTIONS = options_in(CONNECTION, LEDGER) + SETTINGS
 
 # Held by a pass from start to end, beside the health file (the role's removal waits for it).
 PASS_LOCK_SUFFIX = ".pass.lock"
+
+# Loop mode: the counts of the whole ledger (health file, metrics) are taken again once the last ones are older than
+# this many times what taking them cost, so that they never use more than about a twentieth of the keepalive's time
+# (every pass for a small ledger; every half minute or so for a million registrations), and at least every
+# max_sleep. A --once run always takes them.
+SUMMARY_COST_FACTOR = 20.0
 # Never refresh one registration more often than this, whatever TTL the API returns.
 MIN_REFRESH_SECONDS = 1.0
 MIN_SLEEP = 0.05
@@ -236,7 +243,9 @@ class Keepalive:
         self.copy = None
         if self.configured.shared and settings.ledger_copy_path:
             self.copy = SqliteLedger(settings.ledger_copy_path, self.configured.scope, settings.lock_timeout, clock)
-        self.health = HealthFile(settings.health_path)
+        self.health = HealthFile(settings.health_path, lock_timeout=settings.lock_timeout)
+        self._summary = None  # (taken at, cost in seconds, summary, warnings) of the last counts of the whole ledger
+        self._tokens_counted = (0, 0)  # the token source's counters already added to the health file's
         # Who this worker is in the ledger's claims; a batch's claims last long enough for its calls to end.
         self.owner = owner_name("keepalive")
         self.lease = Lease(self.ledger, self.owner, connection.timeout, clock)
@@ -287,7 +296,7 @@ class Keepalive:
         """
         started = self.clock()
         run = dict(mode=mode, started_at=isoformat(started), started_at_epoch=started, due=0, refreshed=0,
-                   failed=0, skipped=0, error=None)
+                   failed=0, not_sent=0, skipped=0, error=None)
         outage = self._choose_ledger(run)
         try:
             if self.settings.expect_empty or self.ledger.holds(self.connection.endpoint, self.connection.principal):
@@ -300,6 +309,7 @@ class Keepalive:
             LOG.error("%s", exc)
         if outage is not None:
             run["error"] = run["error"] or str(outage)
+            self._summary = None  # counts of the copy: the next pass on the database takes its own
         try:
             return self._report(run, lookahead)
         finally:
@@ -455,6 +465,7 @@ class Keepalive:
         entry.last_error = str(error)
         entry.last_attempt_at = self.clock()
         run["failed"] += 1
+        run["not_sent"] += call.error is None
         self._log_failure(label, entry, error)
 
     def _log_failure(self, label, entry, error):
@@ -483,16 +494,18 @@ class Keepalive:
                     % (" (%s)" % entry.last_error if entry.last_error else "", isoformat(entry.expires_at)))
         return None
 
-    def _warnings(self, lookahead):
-        """What the keepalive does not refresh (the first FAILURES_SHOWN, and how many more), and TTLs too short
-        for the schedule."""
+    def _warnings(self, lookahead, not_refreshed):
+        """What the keepalive does not refresh (the first FAILURES_SHOWN of the ``not_refreshed``, and how many
+        more), and TTLs too short for the schedule."""
         endpoint, principal = self.connection.endpoint, self.connection.principal
-        count, first = self.ledger.failing(FAILURES_SHOWN, endpoint, principal, errors=False)
-        warnings = [self.unmanaged_reason(entry) for entry in first]
-        if count > len(first):
-            warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for the "
-                            "same reasons; registration_info lists them (orphans)" % (count - len(first),
-                                                                                      self.ledger.describe()))
+        warnings = []
+        if not_refreshed:
+            count, first = self.ledger.failing(FAILURES_SHOWN, endpoint, principal, errors=False)
+            warnings = [self.unmanaged_reason(entry) for entry in first]
+            if count > len(first):
+                warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for "
+                                "the same reasons; registration_info lists them (orphans)"
+                                % (count - len(first), self.ledger.describe()))
         if lookahead > 0:
             # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
             # between two passes is lost in between.
@@ -503,26 +516,64 @@ class Keepalive:
                                 "more often or run it in loop mode" % (short, lookahead))
         return warnings
 
+    def _ledger_summary(self, now, run, lookahead):
+        """The counts of the whole ledger (summary, warnings), taken again only when the last ones are too old
+        for their cost (SUMMARY_COST_FACTOR; always in --once mode). Raises LedgerError."""
+        if self._summary is not None and run["mode"] == "loop":
+            taken_at, cost, summary, warnings = self._summary
+            if now - taken_at < min(self.settings.max_sleep, cost * SUMMARY_COST_FACTOR):
+                return summary, warnings
+        started = time.monotonic()
+        owner = (self.connection.endpoint, self.connection.principal)
+        summary = summarize(self.ledger, now, self.settings.refresh_fraction, owner=owner,
+                            reason=self.unmanaged_reason)
+        groups = breakdown(self.ledger, now, self.settings.refresh_fraction)
+        summary.update(by_route_type=by_field(groups, "route_type"), by_sip_host=by_sip_host(groups),
+                       summarized_at=isoformat(now), summarized_at_epoch=now)
+        warnings = self._warnings(lookahead, summary["not_refreshed_total"])
+        self._summary = (now, time.monotonic() - started, summary, warnings)
+        return summary, warnings
+
+    def _token_requests(self):
+        """Token requests of this process since the last call: (ok, failed)."""
+        source = self.connection.token_source
+        now = (getattr(source, "tokens_fetched", 0), getattr(source, "token_failures", 0))
+        counted, self._tokens_counted = self._tokens_counted, now
+        return now[0] - counted[0], now[1] - counted[1]
+
     def _report(self, run, lookahead):
         finished = self.clock()
         run["finished_at"] = isoformat(finished)
         run["finished_at_epoch"] = finished
+        run["duration_seconds"] = round(finished - run["started_at_epoch"], 3)
         try:
-            summary = summarize(self.ledger, finished, self.settings.refresh_fraction,
-                                owner=(self.connection.endpoint, self.connection.principal),
-                                reason=self.unmanaged_reason)
-            warnings = self._warnings(lookahead)
+            summary, warnings = self._ledger_summary(finished, run, lookahead)
         except LedgerError as exc:
             run["error"] = run["error"] or str(exc)
             summary, warnings = empty_summary(), []
+        nearest = summary["nearest_expiry"]
+        # Counts taken at an earlier pass still say when that registration lapses; how far off is now's.
+        summary = dict(summary, seconds_to_nearest_expiry=None if nearest is None
+                       else round(nearest["expires_at_epoch"] - finished, 3))
         run["outcome"] = "failed" if run["failed"] or run["error"] else ("ok" if run["refreshed"] else "idle")
         previous = None
         try:
             previous = self.health.read()
         except LedgerError:
-            previous = None
-        success = run["outcome"] != "failed" and not summary["failures_total"]
+            previous = None  # a corrupt health file is replaced; its counters start again from 0
+        # A pass without a failed refresh, while none of the registrations this keepalive refreshes is failing.
+        # Those of other credentials and those pending a delete are reported (warnings), not failures of a pass.
+        success = run["outcome"] != "failed" and not summary["refresh_failing_total"]
         last_success = finished if success else (previous or {}).get("last_success_at_epoch")
+        per_registration = self.settings.metrics_per_registration and self.settings.metrics_path
+        if per_registration and summary["registrations_total"] > METRICS_PER_REGISTRATION_LIMIT:
+            per_registration = False
+            warnings = list(warnings)  # the counts' own list may serve the next passes too
+            warnings.append(
+                "metrics_per_registration: the ledger holds %d registrations, more than the %d for which the "
+                "metrics have one series per registration; only the aggregate series were written. Set "
+                "metrics_per_registration to false (keepalive_metrics_per_registration), and use registration_info "
+                "for single registrations" % (summary["registrations_total"], METRICS_PER_REGISTRATION_LIMIT))
         report = dict(
             host=hostname(),
             updated_at=isoformat(finished),
@@ -535,6 +586,7 @@ class Keepalive:
             last_success_at=isoformat(last_success),
             last_success_at_epoch=last_success,
             warnings=warnings,
+            counters=count_pass((previous or {}).get("counters"), run, self._token_requests()),
         )
         report.update(summary)
         for warning in warnings:
@@ -548,7 +600,7 @@ class Keepalive:
         if self.settings.metrics_path:
             try:
                 write_textfile(self.settings.metrics_path, render_metrics(
-                    report, self.ledger.find if self.settings.metrics_per_registration else None))
+                    report, self.ledger.find if per_registration else None))
             except (IOError, OSError) as exc:
                 run["outcome"] = "failed"
                 LOG.error("cannot write the metrics file %s: %s", self.settings.metrics_path, exc.strerror or exc)

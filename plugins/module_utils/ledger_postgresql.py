@@ -32,7 +32,7 @@ import traceback
 from .auth import TokenCache
 from .errors import AuthError, LedgerError, LedgerUnreachable
 from .ledger_entry import COLUMNS, LedgerEntry
-from .ledger_store import DEFAULT_SCOPE, LedgerStore, changes, chunks, due_position
+from .ledger_store import CENSUS_COLUMNS, DEFAULT_SCOPE, LedgerStore, changes, chunks, due_position
 
 try:
     import psycopg
@@ -313,21 +313,6 @@ class PostgresqlLedger(LedgerStore):
         return bool(self._query("SELECT 1 FROM %s WHERE scope = %%s AND endpoint = %%s AND principal = %%s LIMIT 1"
                                 % TABLE, (self.scope, endpoint, principal)))
 
-    def states(self, now, refresh_fraction, expiring_within=None):
-        rows = self._query(
-            "SELECT COUNT(*),"
-            " SUM(CASE WHEN expires_at IS NULL OR expires_at <= %%(now)s THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN expires_at > %%(now)s AND %s THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN expires_at > %%(now)s AND NOT %s AND expires_at - %%(now)s <="
-            "     COALESCE(%%(within)s, COALESCE(time_to_live, 0) * %%(fraction)s) THEN 1 ELSE 0 END)"
-            " FROM %s WHERE scope = %%(scope)s" % (_FAILING, _FAILING, TABLE),
-            dict(now=now, within=expiring_within, fraction=refresh_fraction, scope=self.scope))
-        total, lapsed, error, expiring = [int(value or 0) for value in rows[0]] if rows else (0, 0, 0, 0)
-        nearest = self._query("%s WHERE scope = %%s AND expires_at > %%s ORDER BY expires_at, key LIMIT 1" % _SELECT,
-                              (self.scope, now))
-        counts = dict(live=total - lapsed - error - expiring, expiring=expiring, lapsed=lapsed, error=error)
-        return total, counts, LedgerEntry.from_row(nearest[0]) if nearest else None
-
     def failing(self, limit=None, endpoint=None, principal=None, errors=True):
         conditions, params = [], []
         if errors:
@@ -338,7 +323,7 @@ class PostgresqlLedger(LedgerStore):
         where = "scope = %%s AND (%s)" % (" OR ".join(conditions) or "false")
         params = [self.scope] + params
         total = self._query("SELECT COUNT(*) FROM %s WHERE %s" % (TABLE, where), params)
-        first = self._query("%s WHERE %s ORDER BY phone_number, sip_uri, key%s"
+        first = self._query('%s WHERE %s ORDER BY phone_number COLLATE "C" NULLS FIRST, sip_uri COLLATE "C", key%s'
                             % (_SELECT, where, "" if limit is None else " LIMIT %d" % limit), params)
         return (total[0][0] if total else 0), [LedgerEntry.from_row(row) for row in first]
 
@@ -444,6 +429,119 @@ class PostgresqlLedger(LedgerStore):
         with self._writing(exclusive=True) as conn:
             with conn.cursor() as cursor:
                 cursor.executemany(_INSERT, [(self.scope,) + entry.row(key) for key, entry in entries])
+
+    # ------------------------------------------------------------------------------------------ reports
+
+    @staticmethod
+    def _state_conditions():
+        """The states of health.classify as SQL conditions on the named parameters ``now``, ``within``
+        (expiring_within, may be NULL) and ``fraction`` (refresh_fraction)."""
+        ahead = ("expires_at - %(now)s <= COALESCE(CAST(%(within)s AS DOUBLE PRECISION), "
+                 "COALESCE(time_to_live, 0) * %(fraction)s)")
+        return dict(
+            lapsed="(expires_at IS NULL OR expires_at <= %(now)s)",
+            error="(%s AND expires_at > %%(now)s)" % _FAILING,
+            expiring="(expires_at > %%(now)s AND NOT %s AND %s)" % (_FAILING, ahead),
+            live="(expires_at > %%(now)s AND NOT %s AND NOT (%s))" % (_FAILING, ahead))
+
+    def census(self, now, refresh_fraction, expiring_within=None, owner=None):
+        states = self._state_conditions()
+        names = list(CENSUS_COLUMNS)
+        columns = ["COUNT(*)"] + ["SUM(CASE WHEN %s THEN 1 ELSE 0 END)" % condition for condition in (
+            states["expiring"], states["lapsed"], states["error"], _FAILING)] + ["MAX(upserted_at)"]
+        params = dict(now=now, within=expiring_within, fraction=refresh_fraction, scope=self.scope)
+        if owner is not None:
+            params.update(owner_endpoint=owner[0], owner_principal=owner[1])
+            names.append("refresh_failing")
+            columns.append("SUM(CASE WHEN %s AND delete_pending = 0 AND endpoint = %%(owner_endpoint)s AND "
+                           "principal = %%(owner_principal)s THEN 1 ELSE 0 END)" % _FAILING)
+        row = self._query("SELECT %s FROM %s WHERE scope = %%(scope)s" % (", ".join(columns), TABLE), params)
+        values = list(row[0]) if row else [None] * len(columns)
+        owner_counts = None
+        if owner is not None:
+            mine = self._query("SELECT COUNT(*), SUM(delete_pending) FROM %s WHERE scope = %%s AND endpoint = %%s "
+                               "AND principal = %%s" % TABLE, (self.scope,) + tuple(owner))
+            owner_counts = (mine[0][0] or 0, mine[0][1] or 0) if mine else (0, 0)
+        return self._census(names, values, owner_counts)
+
+    def owners(self):
+        rows = self._query('SELECT endpoint, principal, COUNT(*) FROM %s WHERE scope = %%s GROUP BY endpoint, '
+                           'principal ORDER BY endpoint COLLATE "C", principal COLLATE "C"' % TABLE, (self.scope,))
+        return [(endpoint, principal, count) for endpoint, principal, count in rows]
+
+    def owner_summary(self, endpoint, principal, now):
+        rows = self._query("SELECT SUM(CASE WHEN expires_at IS NULL OR expires_at <= %%s THEN 1 ELSE 0 END), "
+                           "MAX(upserted_at) FROM %s WHERE scope = %%s AND endpoint = %%s AND principal = %%s" % TABLE,
+                           (now, self.scope, endpoint, principal))
+        lapsed, last = rows[0] if rows else (0, None)
+        return dict(lapsed=int(lapsed or 0), last_upserted_at=last)
+
+    def group_states(self, by, now, refresh_fraction, expiring_within=None):
+        by = tuple(by)
+        self._groups(by, [])  # refuses unknown fields
+        states = self._state_conditions()
+        columns = ", ".join(by)
+        order = ", ".join(name if name == "delete_pending" else '%s COLLATE "C" NULLS FIRST' % name for name in by)
+        sql = ("SELECT %s, COUNT(*), %s, SUM(CASE WHEN %s THEN 1 ELSE 0 END), MAX(upserted_at) FROM %s "
+               "WHERE scope = %%(scope)s GROUP BY %s ORDER BY %s" % (
+                   columns, ", ".join("SUM(CASE WHEN %s THEN 1 ELSE 0 END)" % states[name]
+                                      for name in ("live", "expiring", "lapsed", "error")),
+                   _FAILING, TABLE, columns, order))
+        return self._groups(by, self._query(sql, dict(now=now, within=expiring_within, fraction=refresh_fraction,
+                                                      scope=self.scope)))
+
+    def nearest(self, now, limit):
+        rows = self._query("%s WHERE scope = %%s AND expires_at > %%s ORDER BY expires_at, key LIMIT %%s" % _SELECT,
+                           (self.scope, now, int(limit)))
+        return [LedgerEntry.from_row(row) for row in rows]
+
+    def phone_numbers(self, endpoint, principal, limit):
+        rows = self._query('SELECT DISTINCT phone_number COLLATE "C" FROM %s WHERE scope = %%s AND endpoint = %%s AND '
+                           'principal = %%s AND phone_number IS NOT NULL ORDER BY 1 LIMIT %%s' % TABLE,
+                           (self.scope, endpoint, principal, int(limit)))
+        return [row[0] for row in rows]
+
+    def _selection(self, selection, now, refresh_fraction, expiring_within):
+        """The WHERE conditions and named parameters of a RegistrationFilter."""
+        conditions = ["scope = %(scope)s"]
+        params = dict(now=now, within=expiring_within, fraction=refresh_fraction, scope=self.scope)
+        if selection.states:
+            states = self._state_conditions()
+            unknown = [state for state in selection.states if state not in states]
+            if unknown:
+                raise ValueError("select: unknown state(s) %s" % ", ".join(unknown))
+            conditions.append("(%s)" % " OR ".join(states[state] for state in selection.states))
+        if selection.phone_number is not None:
+            conditions.append("phone_number = %(number)s")
+            params["number"] = selection.phone_number
+        if selection.phone_number_prefix is not None:
+            conditions.append("left(phone_number, %(prefix_length)s) = %(prefix)s")
+            params.update(prefix=selection.phone_number_prefix, prefix_length=len(selection.phone_number_prefix))
+        if selection.sip_uri is not None:
+            conditions.append("sip_uri = %(sip_uri)s")
+            params["sip_uri"] = selection.sip_uri
+        if selection.owner is not None:
+            conditions.append("(endpoint = %(owner_endpoint)s AND principal = %(owner_principal)s)")
+            params.update(owner_endpoint=selection.owner[0], owner_principal=selection.owner[1])
+        if selection.not_owner is not None:
+            conditions.append("NOT (endpoint = %(other_endpoint)s AND principal = %(other_principal)s)")
+            params.update(other_endpoint=selection.not_owner[0], other_principal=selection.not_owner[1])
+        if selection.failing is not None:
+            conditions.append(_FAILING if selection.failing else "NOT %s" % _FAILING)
+        return conditions, params
+
+    def _selected_page(self, selection, now, refresh_fraction, expiring_within, after, limit):
+        conditions, params = self._selection(selection, now, refresh_fraction, expiring_within)
+        if after is not None:
+            conditions.append("key > %(after)s")
+            params["after"] = after
+        rows = self._query("%s WHERE %s ORDER BY key LIMIT %d" % (_SELECT, " AND ".join(conditions), limit), params)
+        return [(row[0], LedgerEntry.from_row(row)) for row in rows]
+
+    def count_selected(self, selection, now, refresh_fraction, expiring_within=None):
+        conditions, params = self._selection(selection, now, refresh_fraction, expiring_within)
+        rows = self._query("SELECT COUNT(*) FROM %s WHERE %s" % (TABLE, " AND ".join(conditions)), params)
+        return rows[0][0] if rows else 0
 
     def token_cache(self, local_path=None):
         return PostgresqlTokenCache(PostgresqlLedger(self.parameters, self.scope, self.lock_timeout, self.clock),

@@ -18,7 +18,7 @@ from .ledger_entry import LedgerEntry
 from .ledger_migration import migrate
 from .ledger_sqlite_schema import DUE, FAILING, INSERT_ROW, SELECT, SQLITE_MAGIC, NotADatabase, connect, corrupt, \
     errors, file_start, transaction
-from .ledger_store import DEFAULT_SCOPE, KEYS_PER_QUERY, LedgerStore, changes, chunks, due_position
+from .ledger_store import CENSUS_COLUMNS, DEFAULT_SCOPE, KEYS_PER_QUERY, LedgerStore, changes, chunks, due_position
 
 
 class SqliteLedger(LedgerStore):
@@ -111,21 +111,6 @@ class SqliteLedger(LedgerStore):
     def holds(self, endpoint, principal):
         return bool(self._query("SELECT 1 FROM registrations WHERE scope = ? AND endpoint = ? AND principal = ? "
                                 "LIMIT 1", (self.scope, endpoint, principal)))
-
-    def states(self, now, refresh_fraction, expiring_within=None):
-        rows = self._query(
-            "SELECT COUNT(*),"
-            " SUM(CASE WHEN expires_at IS NULL OR expires_at <= :now THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN expires_at > :now AND %s THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN expires_at > :now AND NOT %s AND expires_at - :now <="
-            "     IFNULL(:within, IFNULL(time_to_live, 0) * :fraction) THEN 1 ELSE 0 END)"
-            " FROM registrations WHERE scope = :scope" % (FAILING, FAILING),
-            dict(now=now, within=expiring_within, fraction=refresh_fraction, scope=self.scope))
-        total, lapsed, error, expiring = [value or 0 for value in rows[0]] if rows else (0, 0, 0, 0)
-        nearest = self._query("%s WHERE scope = ? AND expires_at > ? ORDER BY expires_at, key LIMIT 1" % SELECT,
-                              (self.scope, now))
-        counts = dict(live=total - lapsed - error - expiring, expiring=expiring, lapsed=lapsed, error=error)
-        return total, counts, LedgerEntry.from_row(nearest[0]) if nearest else None
 
     def failing(self, limit=None, endpoint=None, principal=None, errors=True):
         conditions, params = [], []
@@ -243,3 +228,155 @@ class SqliteLedger(LedgerStore):
         """Add ``[(key, LedgerEntry)]`` in one transaction (an import or a copy: rows of the same key are replaced)."""
         with self._writing() as conn:
             conn.executemany(INSERT_ROW, ((self.scope,) + entry.row(key) for key, entry in entries))
+
+    # ------------------------------------------------------------------------------------------ reports
+
+    # An owner with more entries than this is read by a walk of the scope (owner_summary()) or of the index of
+    # numbers (phone_numbers()) rather than by looking each of its entries up through the index of owners.
+    OWNER_BY_SCAN = 50000
+
+    @staticmethod
+    def _state_conditions():
+        """The states of health.classify as SQL conditions on the named parameters ``now``, ``within``
+        (expiring_within, may be NULL) and ``fraction`` (refresh_fraction)."""
+        ahead = "expires_at - :now <= IFNULL(:within, IFNULL(time_to_live, 0) * :fraction)"
+        return dict(
+            lapsed="(expires_at IS NULL OR expires_at <= :now)",
+            error="(%s AND expires_at > :now)" % FAILING,
+            expiring="(expires_at > :now AND NOT %s AND %s)" % (FAILING, ahead),
+            live="(expires_at > :now AND NOT %s AND NOT (%s))" % (FAILING, ahead))
+
+    def census(self, now, refresh_fraction, expiring_within=None, owner=None):
+        states = self._state_conditions()
+        names = list(CENSUS_COLUMNS)
+        columns = ["COUNT(*)"] + ["SUM(CASE WHEN %s THEN 1 ELSE 0 END)" % condition for condition in (
+            states["expiring"], states["lapsed"], states["error"], FAILING)] + ["MAX(upserted_at)"]
+        params = dict(now=now, within=expiring_within, fraction=refresh_fraction, scope=self.scope)
+        if owner is not None:
+            params.update(owner_endpoint=owner[0], owner_principal=owner[1])
+            names.append("refresh_failing")
+            # The rare condition first: SQLite stops at the first false one.
+            columns.append("SUM(CASE WHEN %s AND NOT delete_pending AND endpoint = :owner_endpoint AND principal = "
+                           ":owner_principal THEN 1 ELSE 0 END)" % FAILING)
+        row = self._query("SELECT %s FROM registrations WHERE scope = :scope" % ", ".join(columns), params)
+        values = list(row[0]) if row else [None] * len(columns)
+        owner_counts = None
+        if owner is not None:
+            # From the index of owners, without reading the entries.
+            mine = self._query("SELECT COUNT(*), SUM(delete_pending) FROM registrations WHERE scope = ? AND "
+                               "endpoint = ? AND principal = ?", (self.scope,) + tuple(owner))
+            owner_counts = (mine[0][0] or 0, mine[0][1] or 0) if mine else (0, 0)
+        return self._census(names, values, owner_counts)
+
+    def owners(self):
+        # A seek per owner in the index of owners.
+        found = []
+        endpoint = None
+        while True:
+            rows = self._query("SELECT endpoint FROM registrations WHERE scope = ?%s ORDER BY endpoint LIMIT 1" % (
+                "" if endpoint is None else " AND endpoint > ?"),
+                (self.scope,) if endpoint is None else (self.scope, endpoint))
+            if not rows:
+                return found
+            endpoint, principal = rows[0][0], None
+            while True:
+                rows = self._query("SELECT principal FROM registrations WHERE scope = ? AND endpoint = ?%s ORDER BY "
+                                   "principal LIMIT 1" % ("" if principal is None else " AND principal > ?"),
+                                   (self.scope, endpoint) if principal is None else (self.scope, endpoint, principal))
+                if not rows:
+                    break
+                principal = rows[0][0]
+                count = self._query("SELECT COUNT(*) FROM registrations WHERE scope = ? AND endpoint = ? AND "
+                                    "principal = ?", (self.scope, endpoint, principal))
+                found.append((endpoint, principal, count[0][0]))
+
+    def _owns_many(self, endpoint, principal):
+        """Whether ``endpoint`` and ``principal`` hold more than OWNER_BY_SCAN entries (counted up to that)."""
+        rows = self._query("SELECT COUNT(*) FROM (SELECT 1 FROM registrations WHERE scope = ? AND endpoint = ? AND "
+                           "principal = ? LIMIT ?)", (self.scope, endpoint, principal, self.OWNER_BY_SCAN + 1))
+        return bool(rows) and rows[0][0] > self.OWNER_BY_SCAN
+
+    def owner_summary(self, endpoint, principal, now):
+        # Few entries: looked up through the index of owners. Many: one read of the whole scope costs less than
+        # looking each of them up.
+        where = "+endpoint = ? AND +principal = ?" if self._owns_many(endpoint, principal) \
+            else "endpoint = ? AND principal = ?"
+        rows = self._query("SELECT SUM(CASE WHEN expires_at IS NULL OR expires_at <= ? THEN 1 ELSE 0 END), "
+                           "MAX(upserted_at) FROM registrations WHERE scope = ? AND %s" % where,
+                           (now, self.scope, endpoint, principal))
+        lapsed, last = rows[0] if rows else (0, None)
+        return dict(lapsed=lapsed or 0, last_upserted_at=last)
+
+    def group_states(self, by, now, refresh_fraction, expiring_within=None):
+        by = tuple(by)
+        self._groups(by, [])  # refuses unknown fields
+        states = self._state_conditions()
+        columns = ", ".join(by)
+        # "+column": grouped by a sort of the scope's rows, which is faster than walking an index and looking up
+        # each of its rows in the table.
+        sql = ("SELECT %s, COUNT(*), %s, SUM(CASE WHEN %s THEN 1 ELSE 0 END), MAX(upserted_at) FROM registrations "
+               "WHERE scope = :scope GROUP BY %s ORDER BY %s" % (
+                   columns, ", ".join("SUM(CASE WHEN %s THEN 1 ELSE 0 END)" % states[name]
+                                      for name in ("live", "expiring", "lapsed", "error")),
+                   FAILING, ", ".join("+" + name for name in by), columns))
+        return self._groups(by, self._query(sql, dict(now=now, within=expiring_within, fraction=refresh_fraction,
+                                                      scope=self.scope)))
+
+    def nearest(self, now, limit):
+        rows = self._query("%s WHERE scope = ? AND expires_at > ? ORDER BY expires_at, key LIMIT ?" % SELECT,
+                           (self.scope, now, int(limit)))
+        return [LedgerEntry.from_row(row) for row in rows]
+
+    def phone_numbers(self, endpoint, principal, limit):
+        where = "endpoint = ? AND principal = ?"
+        if self._owns_many(endpoint, principal):
+            # The index of numbers, in order, finds ``limit`` of them soonest; the owner's index would look up
+            # every one of its entries before the first could be returned.
+            where = "+endpoint = ? AND +principal = ?"
+        rows = self._query("SELECT DISTINCT phone_number FROM registrations WHERE scope = ? AND %s AND phone_number "
+                           "IS NOT NULL ORDER BY phone_number LIMIT ?" % where,
+                           (self.scope, endpoint, principal, int(limit)))
+        return [row[0] for row in rows]
+
+    def _selection(self, selection, now, refresh_fraction, expiring_within):
+        """The WHERE conditions and named parameters of a RegistrationFilter."""
+        conditions = ["scope = :scope"]
+        params = dict(now=now, within=expiring_within, fraction=refresh_fraction, scope=self.scope)
+        if selection.states:
+            states = self._state_conditions()
+            unknown = [state for state in selection.states if state not in states]
+            if unknown:
+                raise ValueError("select: unknown state(s) %s" % ", ".join(unknown))
+            conditions.append("(%s)" % " OR ".join(states[state] for state in selection.states))
+        if selection.phone_number is not None:
+            # The index of numbers: a number has few entries.
+            conditions.append("phone_number = :number")
+            params["number"] = selection.phone_number
+        if selection.phone_number_prefix is not None:
+            conditions.append("substr(phone_number, 1, :prefix_length) = :prefix")
+            params.update(prefix=selection.phone_number_prefix, prefix_length=len(selection.phone_number_prefix))
+        if selection.sip_uri is not None:
+            conditions.append("+sip_uri = :sip_uri")
+            params["sip_uri"] = selection.sip_uri
+        if selection.owner is not None:
+            conditions.append("(+endpoint = :owner_endpoint AND +principal = :owner_principal)")
+            params.update(owner_endpoint=selection.owner[0], owner_principal=selection.owner[1])
+        if selection.not_owner is not None:
+            conditions.append("NOT (+endpoint = :other_endpoint AND +principal = :other_principal)")
+            params.update(other_endpoint=selection.not_owner[0], other_principal=selection.not_owner[1])
+        if selection.failing is not None:
+            conditions.append(FAILING if selection.failing else "NOT %s" % FAILING)
+        return conditions, params
+
+    def _selected_page(self, selection, now, refresh_fraction, expiring_within, after, limit):
+        conditions, params = self._selection(selection, now, refresh_fraction, expiring_within)
+        if after is not None:
+            conditions.append("key > :after")
+            params["after"] = after
+        rows = self._query("%s WHERE %s ORDER BY key LIMIT %d" % (SELECT, " AND ".join(conditions), limit), params)
+        return [(row[0], LedgerEntry.from_row(row)) for row in rows]
+
+    def count_selected(self, selection, now, refresh_fraction, expiring_within=None):
+        conditions, params = self._selection(selection, now, refresh_fraction, expiring_within)
+        rows = self._query("SELECT COUNT(*) FROM registrations WHERE %s" % " AND ".join(conditions), params)
+        return rows[0][0] if rows else 0

@@ -38,6 +38,10 @@ KEYS_PER_QUERY = 500
 # Entries in key order are read in pages of this many rows, each its own statement: no read stays open across a
 # caller's writes, and memory does not grow with the ledger.
 PAGE_ROWS = 1000
+# What group_states() may group by: the entries' own fields.
+GROUP_FIELDS = ("endpoint", "principal", "route_type", "sip_uri", "delete_pending")
+# The census's columns, in the order the stores read them.
+CENSUS_COLUMNS = ("total", "expiring", "lapsed", "error", "failing", "last_upserted_at")
 # A module run's scope when none is given: what a single host's ledger always was.
 DEFAULT_SCOPE = "default"
 # How long a write waits for the entries claimed by another (a keepalive batch) before it looks again.
@@ -161,11 +165,6 @@ class LedgerStore:
         mirrors it), or None: then each host keeps its own file (``token_cache_path``)."""
         return None
 
-    def states(self, now, refresh_fraction, expiring_within=None):
-        """``(total, {state: count}, nearest)`` without loading entries: the states of health.classify, counted by
-        the database, and the live entry that lapses first, or None."""
-        raise NotImplementedError
-
     def failing(self, limit=None, endpoint=None, principal=None, errors=True):
         """``(count, first entries)`` of the entries whose last attempt failed (with ``errors``) and, given
         ``endpoint`` and ``principal``, of those a keepalive for them does not refresh: another's, or pending a
@@ -190,6 +189,106 @@ class LedgerStore:
         With ``untried_since``, only those not attempted since then; with ``unclaimed_at``, only those nobody
         claims at that time. Returns ``[(key, entry)]`` and the position after the last one."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ reports
+    # The queries of registration_info and of the keepalive's health file and metrics: counted and paged by the
+    # database, so that no report holds every entry. test_ledger_reports.py holds every store to their meaning.
+
+    def census(self, now, refresh_fraction, expiring_within=None, owner=None):
+        """Counts of the whole scope in one read of it, without loading entries: a dict with ``total``; ``live``,
+        ``expiring``, ``lapsed`` and ``error``, the states of health.classify at ``now`` with ``refresh_fraction``
+        and ``expiring_within``; ``failing``, the entries whose last attempt failed (``last_error``
+        set and not empty), lapsed or not; ``last_upserted_at``, the newest ``upserted_at`` (None if none has one).
+
+        With ``owner`` (endpoint, principal), what a keepalive for them sees: ``others``, the entries of another
+        endpoint or principal; ``not_refreshed``, those and the owner's entries pending a delete;
+        ``refresh_failing``, the owner's entries not pending a delete that are failing;
+        ``failing_or_not_refreshed``, the entries that are either."""
+        raise NotImplementedError
+
+    def owners(self):
+        """Each (endpoint, principal) of the scope, in ascending order, with how many entries it holds:
+        ``[(endpoint, principal, count)]``."""
+        raise NotImplementedError
+
+    def owner_summary(self, endpoint, principal, now):
+        """``lapsed`` (at ``now``) and ``last_upserted_at`` (the newest ``upserted_at``, None if none has one) of
+        the entries of ``endpoint`` and ``principal``."""
+        raise NotImplementedError
+
+    def group_states(self, by, now, refresh_fraction, expiring_within=None):
+        """The entries counted per distinct value of the fields ``by`` (names of GROUP_FIELDS), without loading
+        them: ``[(values, counts)]``, ``values`` a tuple of the fields' values in the order of ``by``, the groups in
+        ascending order of their values (None first; ``delete_pending`` as False and True); ``counts`` as census()
+        without the owner's counts (``total``, the four states, ``failing``), and ``last_upserted_at`` (the newest
+        ``upserted_at`` of the group). An empty or missing ledger has no groups.
+
+        It sorts the whole scope (about a second per million entries): for the keepalive's periodic counts, not for
+        every pass."""
+        raise NotImplementedError
+
+    def nearest(self, now, limit):
+        """The ``limit`` entries that lapse first among those not lapsed at ``now`` (``expires_at`` after it), in
+        order of ``expires_at``, then of key."""
+        raise NotImplementedError
+
+    def phone_numbers(self, endpoint, principal, limit):
+        """The first ``limit`` distinct phone numbers of the entries of ``endpoint`` and ``principal``, in
+        ascending order (entries without a number are left out)."""
+        raise NotImplementedError
+
+    def select(self, selection, now, refresh_fraction, expiring_within=None):
+        """The entries that match ``selection`` (a RegistrationFilter; its states at ``now`` with
+        ``refresh_fraction`` and ``expiring_within``, as health.classify), as an iterator in key order, a page of
+        PAGE_ROWS at a time, each page its own statement, as find()."""
+        after = None
+        while True:
+            page = self._selected_page(selection, now, refresh_fraction, expiring_within, after, PAGE_ROWS)
+            for _key, entry in page:
+                yield entry
+            if len(page) < PAGE_ROWS:
+                return
+            after = page[-1][0]
+            del page
+
+    def _selected_page(self, selection, now, refresh_fraction, expiring_within, after, limit):
+        """``[(key, entry)]``: the next ``limit`` entries in key order after ``after`` that match ``selection``."""
+        raise NotImplementedError
+
+    def count_selected(self, selection, now, refresh_fraction, expiring_within=None):
+        """How many entries select() yields for the same arguments."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _census(names, values, owner_counts=None):
+        """census()'s dict from the values of its columns ``names`` and, with an owner, that owner's (entries,
+        pending a delete)."""
+        counts = dict((name, values[index] if name == "last_upserted_at" else int(values[index] or 0))
+                      for index, name in enumerate(names))
+        counts["live"] = counts["total"] - counts["expiring"] - counts["lapsed"] - counts["error"]
+        if owner_counts is not None:
+            total, pending = owner_counts
+            counts["others"] = counts["total"] - total
+            counts["not_refreshed"] = counts["others"] + pending
+            counts["failing_or_not_refreshed"] = counts["not_refreshed"] + counts["refresh_failing"]
+        return counts
+
+    @staticmethod
+    def _groups(by, rows):
+        """group_states()'s result from rows of (the values of ``by``..., total, live, expiring, lapsed, error,
+        failing, last_upserted_at)."""
+        unknown = [name for name in by if name not in GROUP_FIELDS]
+        if not by or unknown:
+            raise ValueError("group_states: cannot group by %r; one or more of %s" % (by, ", ".join(GROUP_FIELDS)))
+        groups = []
+        for row in rows:
+            values = tuple(bool(value) if name == "delete_pending" else value for name, value in zip(by, row))
+            numbers = row[len(by):]
+            counts = dict(zip(("total", "live", "expiring", "lapsed", "error", "failing"),
+                              [int(value or 0) for value in numbers[:6]]))
+            counts["last_upserted_at"] = numbers[6]
+            groups.append((values, counts))
+        return groups
 
     # ------------------------------------------------------------------------------------------ writing
 

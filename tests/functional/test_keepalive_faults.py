@@ -118,7 +118,7 @@ def test_a_registration_the_api_rejects_is_kept_with_its_error_and_reported(tmp_
     reason = "Number is not eligible for SIP breakout"
     with running_emulator(tmp_path / "emu", clients=CLIENTS, ttl=3600) as emu:
         register(emu, work, [good, bad])
-        write_config(emu, work)
+        write_config(emu, work, metrics_per_registration=True)
         # The operator now refuses one of them (STATUS_CODE_NOT_ACCEPTABLE); it stays live until its TTL ends.
         emu.faults(reject={bad: reason})
 

@@ -153,7 +153,7 @@ def test_scopes_are_apart(make_store):
     assert host_a.count() == 2 and host_b.count() == 1 and make_store().count() == 0
     assert host_a.get([same.key])[same.key].last_error is None
     assert [entry.last_error for entry in host_b.find()] == ["only b's"]
-    assert host_a.states(0.0, 1 / 3.0)[0] == 2 and host_b.failing(10)[0] == 1 and host_a.failing(10)[0] == 0
+    assert host_a.census(0.0, 1 / 3.0)["total"] == 2 and host_b.failing(10)[0] == 1 and host_a.failing(10)[0] == 0
     with host_a.update() as current:
         current.clear()
     assert host_a.count() == 0 and host_b.count() == 1
@@ -163,7 +163,7 @@ def test_a_missing_ledger_reads_as_empty(make_store):
     store = make_store()
     assert store.read() == {} and store.get(["x"]) == {} and list(store.find()) == []
     assert store.count() == 0 and store.failing(10) == (0, [])
-    assert store.states(0.0, 1 / 3.0) == (0, {"live": 0, "expiring": 0, "lapsed": 0, "error": 0}, None)
+    assert store.census(0.0, 1 / 3.0)["total"] == 0 and store.nearest(0.0, 1) == []
     assert store.expiring(ENDPOINT, PRINCIPAL, 10) == ([], None)
     assert not store.exists()
 
@@ -179,9 +179,10 @@ def test_states_and_failures_are_counted(make_store):
     pending = _entry("+4799990007")
     pending.delete_pending = True
     _fill(store, [live, expiring, lapsed, error, never, other, pending])
-    total, counts, nearest = store.states(1000.0, 1 / 3.0)
-    assert total == 7 and counts == dict(live=3, expiring=1, lapsed=2, error=1)
-    assert nearest.registration.phone_number == "+4799990002"
+    counts = store.census(1000.0, 1 / 3.0)
+    assert counts["total"] == 7 and dict((state, counts[state]) for state in ("live", "expiring", "lapsed", "error")) \
+        == dict(live=3, expiring=1, lapsed=2, error=1)
+    assert store.nearest(1000.0, 1)[0].registration.phone_number == "+4799990002"
     count, first = store.failing(10)
     assert (count, [entry.registration.phone_number for entry in first]) == (1, ["+4799990004"])
     count, first = store.failing(2, ENDPOINT, PRINCIPAL)
