@@ -30,20 +30,30 @@ export SIPBREAKOUT_SUMMARY_NOTES ?= $(BUILD)/summary-notes
 # where the wire-contract tests look after SIPBREAKOUT_WGTWOAPIS_IMAGE and ../shared/reference/.
 WGTWOAPIS_IMAGE_URL ?= https://github.com/working-group-two/wgtwoapis/blob/master/image.bin?raw=true
 WGTWOAPIS_IMAGE := $(ROOT)/.cache/wgtwoapis/image.bin
+# The test PostgreSQL (hack/postgresql.py): its folder, and the description the tests read
+# (tests/postgresql_support.py; `ansible-test units` drops this variable and finds the file there instead).
+POSTGRESQL := $(BUILD)/postgresql
+export SIPBREAKOUT_TEST_POSTGRESQL := $(POSTGRESQL)/postgresql.json
 # The release tarball `make dist` builds from the work tree (galaxy.yml's build_ignore keeps the tooling out).
 VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
 DIST := $(BUILD)/dist
 TARBALL := $(DIST)/wgtwo-sipbreakout-$(VERSION).tar.gz
 
 # Debian packages the tests need: git and tar for the build copy; python3-venv for the Debian-end venv;
-# Debian's grpcio/protobuf/requests-oauthlib for the tests of that end; shellcheck for the sanity test of the
-# same name (without it, ansible-test skips that test with only a warning).
+# Debian's grpcio/protobuf/requests-oauthlib/psycopg for the tests of that end; shellcheck for the sanity test of
+# the same name (without it, ansible-test skips that test with only a warning); PostgreSQL 15's server and client
+# for the test cluster (hack/postgresql.py runs /usr/lib/postgresql/15/bin).
 DEB_PACKAGES := git tar ca-certificates python3 python3-venv python3-grpcio python3-protobuf \
-	python3-requests-oauthlib shellcheck systemd
+	python3-requests-oauthlib python3-psycopg shellcheck systemd postgresql-15 postgresql-client-15
+# The observability layer's own: promtool (in Debian's prometheus) and node-exporter, whose textfile collector
+# serves the keepalive's metrics to the tests. Where invoke-rc.d may start services (no policy-rc.d), installing
+# them starts their daemons too (ports 9090 and 9100); the tests start node-exporter on a port of their own.
+OBSERVABILITY_PACKAGES := prometheus prometheus-node-exporter
 
 # `make test` runs these in this order: cheap and static first. The integration tests run in release-check, from
 # the installed release tarball (`make integration` runs them from the build copy, for development).
-LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional awx release-check
+LAYERS := changelog-lint ee-check docs-check protos-check lint sanity units units-debian functional observability awx \
+	release-check
 # The molecule layer joins once the tree has scenarios.
 ifneq ($(wildcard $(ROOT)/extensions/molecule/*/molecule.yml),)
 LAYERS += molecule
@@ -68,6 +78,8 @@ help:
 	  make units           ansible-test units on tests/unit (.venv: newest grpcio/protobuf)
 	  make units-debian    the same unit tests on Debian's python3-grpcio 1.51 / python3-protobuf 3.21
 	  make functional      pytest tests/functional
+	  make postgresql      the test PostgreSQL (.build/postgresql): create once, start or reuse (make postgresql-stop)
+	  make observability   alerting rules (promtool test rules) and dashboard of extensions/observability against the keepalive's real metrics
 	  make integration     emulator + ansible-test integration of the build copy; the emulator is stopped afterwards
 	  make awx             AWX-like jobs: the credential type, ansible-runner with the emulator, job slicing (tests/awx)
 	  make release-check   install the release tarball into an empty path: ansible-doc of everything, integration tests
@@ -76,14 +88,14 @@ help:
 	  make benchmark       bulk task vs raw client vs per-item loop (1,000, 10,000), a file of 10,000 and 100,000 (BENCHMARK_ARGS=--million: 1,000,000 too)
 	  make changelog-lint  antsibull-changelog lint of the fragments and changelog.yaml
 	  make ee-check        ansible-builder: introspect, and a build context from extensions/awx/execution-environment.yml
-	  make docs-check      lint the plugin docs; fail if docs/reference/ or docs/troubleshooting.md is stale
-	  make docs            regenerate docs/reference/ (antsibull-docs) from the plugins' and roles' documentation
+	  make docs-check      lint the plugin docs; fail if the doc fragments, docs/reference/ or docs/troubleshooting.md are stale
+	  make docs            regenerate the shared options' doc fragments (options.py), then docs/reference/ (antsibull-docs)
 	  make dist            the release tarball: $(TARBALL:$(ROOT)/%=%)
 	  make protos-check    fail if plugins/module_utils/generated/ is stale
 	  make protos          regenerate plugins/module_utils/generated/ from protos/
 	  make wgtwoapis-image download the operator's descriptor set for the wire-contract tests (.cache/wgtwoapis/)
 	  make lock            re-pin tests/constraints.txt from a fresh venv
-	  make clean           stop emulators, remove .build (venvs of the demo and the Debian end too) and test output (make distclean: .venv too)
+	  make clean           stop emulators and the test PostgreSQL, remove .build (venvs of the demo and the Debian end too) and test output (make distclean: .venv too)
 	EOF
 
 # ---------------------------------------------------------------------------------------------------------
@@ -127,6 +139,16 @@ dev-link:
 	@mkdir -p "$(DEV_ROOT)/ansible_collections/wgtwo"
 	ln -sfn "$(ROOT)" "$(DEV_ROOT)/ansible_collections/wgtwo/sipbreakout"
 
+.PHONY: postgresql
+postgresql: venv
+	@$(call banner,postgresql: the test PostgreSQL in $(POSTGRESQL:$(ROOT)/%=%))
+	"$(BIN)/python" "$(ROOT)/hack/postgresql.py" start "$(POSTGRESQL)"
+
+.PHONY: postgresql-stop
+postgresql-stop:
+	@$(call banner,postgresql-stop)
+	"$(PYTHON)" "$(ROOT)/hack/postgresql.py" stop "$(POSTGRESQL)"
+
 .PHONY: ansible-test-cache
 ansible-test-cache: venv
 	@$(call banner,ansible-test-cache)
@@ -138,7 +160,11 @@ ansible-test-cache: venv
 .PHONY: test
 test: deps venv
 	@$(call banner,test: $(LAYERS))
-	MAKE="$(MAKE)" "$(ROOT)/hack/layers.sh" $(LAYERS)
+	rc=0
+	MAKE="$(MAKE)" "$(ROOT)/hack/layers.sh" $(LAYERS) || rc=$$?
+	# The layers that need the test PostgreSQL start it (or reuse it); it ends with the run.
+	"$(MAKE)" postgresql-stop || true
+	exit $$rc
 
 .PHONY: changelog-lint
 changelog-lint: venv
@@ -167,13 +193,17 @@ ee-check: venv collection dist dev-link
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx/test_execution_environment.py
 
 .PHONY: docs
-docs: venv collection
-	@$(call banner,docs: antsibull-docs into docs/reference/)
+docs: venv
+	@$(call banner,docs: doc fragments from options.py; antsibull-docs into docs/reference/)
+	cd "$(ROOT)" && "$(BIN)/python" hack/doc_fragments.py
+	# The build copy is made after the fragments are, so that antsibull-docs documents the new ones.
+	$(MAKE) collection
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" generate "$(BUILD)"
 
 .PHONY: docs-check
 docs-check: venv collection dev-link
-	@$(call banner,docs-check: antsibull-docs lint and docs/reference/ up to date; troubleshooting page complete)
+	@$(call banner,docs-check: doc fragments and docs/reference/ up to date, antsibull-docs lint; troubleshooting page complete)
+	cd "$(ROOT)" && "$(BIN)/python" hack/doc_fragments.py --check
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/docs.sh" check "$(BUILD)"
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT)" \
@@ -222,23 +252,31 @@ sanity: venv collection ansible-test-cache
 		--python $(ANSIBLE_TEST_PYTHON) --venv
 
 .PHONY: units
-units: venv collection
+units: venv collection postgresql
 	@$(call banner,units: ansible-test units --python $(ANSIBLE_TEST_PYTHON) --local)
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" units \
 		--python $(ANSIBLE_TEST_PYTHON) --local
 
 .PHONY: units-debian
-units-debian: venv venv-debian collection
+units-debian: venv venv-debian collection postgresql
 	@$(call banner,units-debian: ansible-test units on $(DEBIAN_PYTHON) with Debian's grpcio/protobuf)
 	PATH="$(BIN):$$PATH" "$(ROOT)/hack/ansible-test.sh" "$(COLLECTION)" units \
 		--python $(ANSIBLE_TEST_PYTHON) --local --python-interpreter "$(VENV_DEBIAN)/bin/python"
 
 .PHONY: functional
-functional: venv dev-link
+functional: venv dev-link postgresql
 	@$(call banner,functional: pytest tests/functional)
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/functional
+
+.PHONY: observability
+observability: venv dev-link
+	@$(call banner,observability: extensions/observability against the keepalive's metrics, with promtool)
+	"$(ROOT)/hack/deps.sh" $(OBSERVABILITY_PACKAGES)
+	cd "$(ROOT)"
+	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator:$(ROOT)/tests/functional:$(ROOT)/tests/observability" \
+		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/observability
 
 .PHONY: integration
 integration: venv collection
@@ -255,14 +293,14 @@ dist: venv
 	test -s "$(TARBALL)"
 
 .PHONY: awx
-awx: venv dist dev-link
+awx: venv dist dev-link postgresql
 	@$(call banner,awx: credential type and ansible-runner jobs against the emulator (sliced too))
 	cd "$(ROOT)"
 	PATH="$(BIN):$$PATH" PYTHONPATH="$(DEV_ROOT):$(ROOT)/tests/emulator" SIPBREAKOUT_TARBALL="$(TARBALL)" \
 		"$(BIN)/python" -m pytest -ra -p no:cacheprovider tests/awx --ignore=tests/awx/test_execution_environment.py
 
 .PHONY: release-check
-release-check: venv dist
+release-check: venv dist postgresql
 	@$(call banner,release-check: the installed tarball: ansible-doc and integration tests)
 	PATH="$(BIN):$$PATH" PYTHON="$(BIN)/python" ANSIBLE_TEST_PYTHON=$(ANSIBLE_TEST_PYTHON) \
 		"$(ROOT)/hack/release-check.sh" "$(TARBALL)" "$(BUILD)"
@@ -296,6 +334,7 @@ clean:
 				"$(ROOT)/hack/emulator.sh" stop "$$state" || true
 		fi
 	done
+	"$(PYTHON)" "$(ROOT)/hack/postgresql.py" clean "$(POSTGRESQL)"
 	rm -rf "$(BUILD)" "$(ROOT)/tests/output" "$(ROOT)/.ansible" "$(ROOT)/.pytest_cache"
 	find "$(ROOT)" -path "$(VENV)" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 

@@ -37,7 +37,10 @@ file task
 identical re-run
     the same file again: it must report ``changed: false``.
 keepalive pass
-    as above, over the file task's ledger.
+    as above, over the file task's ledger, with its metrics file: the number of series and bytes it wrote.
+registration_info
+    the info module as its own process over that ledger and the pass's health file: the counts only (the default),
+    then with ``list: true`` (the default limit of 1,000 registrations).
 one number added
     the module with one ``phone_number`` as its own process, against the full ledger: the whole task.
 
@@ -63,13 +66,16 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration"
+INFO_MODULE = "ansible_collections.wgtwo.sipbreakout.plugins.modules.registration_info"
 KEEPALIVE = "ansible_collections.wgtwo.sipbreakout.plugins.module_utils.keepalive"
 CLIENT_ID = "benchmark-client"
 SIP_URI = "sips:pbx.example.com:5061"
 TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0,
            # The large base (issue 12): stated for 1,000,000 registrations, shown at every file size.
            "file_vs_raw": 0.6, "file_rss_mb": 400.0, "add_one_s": 1.0, "keepalive_rss_mb": 200.0,
-           "keepalive_vs_raw": 0.6, "cost_vs_baseline": 1.5}
+           "keepalive_vs_raw": 0.6, "cost_vs_baseline": 1.5,
+           # Issue 19, stated for 1,000,000: registration_info's summary, and the keepalive's metrics file.
+           "info_rss_mb": 100.0, "info_s": 2.0, "metrics_series": 200}
 MILLION = 1000000
 
 LOOP_PLAY = """
@@ -398,10 +404,14 @@ class Bench:
         return result
 
     def keepalive(self, count, ledger_path):
-        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed once at the emulator."""
+        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed once at the emulator.
+        Returns the measure, and its metrics file's series and bytes and its health file."""
         work = self.run_dir("keepalive-%d" % count)
         config = os.path.join(work, "keepalive.json")
-        write_private(config, dict(self.connection(ledger_path), health_path=os.path.join(work, "health.json"),
+        health = os.path.join(work, "health.json")
+        metrics = os.path.join(work, "metrics", "wgtwo_sipbreakout.prom")
+        os.makedirs(os.path.dirname(metrics))
+        write_private(config, dict(self.connection(ledger_path), health_path=health, metrics_path=metrics,
                                    concurrency=self.options.concurrency))
         before = self.emu.registrations_summary()["by_upserts"]
         upserts = self.upserts()
@@ -411,7 +421,33 @@ class Bench:
             raise BenchmarkError("keepalive pass of %d: exit %d: %s" % (
                 count, result.returncode, result.stderr[-2000:]))
         self.check_emulator("keepalive pass of %d" % count, count, upserted_once_more(before), upserts, count)
-        return result
+        with open(metrics, "r", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        series = [line for line in lines if line and not line.startswith("#")]
+        if "wgtwo_sipbreakout_registrations_live %d" % count not in series:
+            raise BenchmarkError("keepalive pass of %d: its metrics do not count %d live" % (count, count))
+        return result, dict(series=len(series), bytes=os.path.getsize(metrics), health_path=health)
+
+    def info(self, count, ledger_path, health_path, listing):
+        """registration_info as its own process over ``ledger_path`` of registrations(count): the counts only, or
+        with ``listing`` the first 1,000 registrations (the default limit). Checked from its result; returns the
+        measure and the size of that result in bytes."""
+        name = "info-%s-%d" % ("list" if listing else "counts", count)
+        work = self.run_dir(name)
+        args_path = os.path.join(work, "args.json")
+        write_private(args_path, {"ANSIBLE_MODULE_ARGS": dict(ledger_path=ledger_path, health_path=health_path,
+                                                              list=listing)})
+        result = self.measure([self.python, "-m", INFO_MODULE, args_path], work)
+        try:
+            output = json.loads(result.stdout)
+        except ValueError:
+            raise BenchmarkError("%s: no module result: %s" % (name, result.stderr[-2000:])) from None
+        listed = len(output.get("registrations") or [])
+        if output.get("failed") or output["registrations_total"] != count or output["states"]["live"] != count \
+                or listed != (min(count, 1000) if listing else 0) or not output["keepalive"]["found"]:
+            raise BenchmarkError("%s: %s" % (name, output.get("msg") or dict(
+                (key, output.get(key)) for key in ("registrations_total", "states", "registrations_matched"))))
+        return result, len(result.stdout)
 
 
 def raw_worker():
@@ -487,7 +523,7 @@ def measure_size(bench, count, latency_ms, loop, sequential, largest):
     bulk = bench.bulk(count, ledger)
     rows["bulk"] = row("bulk task (module), concurrency %d" % opts.concurrency, count, bulk["result"].wall,
                        bulk["result"], note="whole module process")
-    passed = bench.keepalive(count, ledger)
+    passed, _metrics = bench.keepalive(count, ledger)
     rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
                             note="every registration refreshed, concurrency %d" % opts.concurrency)
     if latency_ms:
@@ -553,9 +589,17 @@ def measure_file_size(bench, count):
     again = bench.file_task(path, count, ledger, expect="unchanged")
     rows["rerun"] = row("identical re-run of the file", count, again["result"].wall, again["result"],
                         note="changed=false; every registration refreshed")
-    passed = bench.keepalive(count, ledger)
+    passed, metrics = bench.keepalive(count, ledger)
     rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
-                            note="every registration refreshed, batches of 5000")
+                            note="every registration refreshed, batches of 5000; metrics: %d series, %d bytes"
+                            % (metrics["series"], metrics["bytes"]))
+    rows["keepalive"].update(metrics_series=metrics["series"], metrics_bytes=metrics["bytes"])
+    for key, listing, what in (("info", False, "registration_info, counts only"),
+                               ("info_list", True, "registration_info, list: true")):
+        info, size = bench.info(count, ledger, metrics["health_path"], listing)
+        rows[key] = row(what, count, info.wall, info, note="whole module process; result %d bytes" % size,
+                        per_registration=False)
+        rows[key]["output_bytes"] = size
     one = bench.add_one(count, ledger)
     rows["add_one"] = row("one number added to the full ledger", 1, one["result"].wall, one["result"],
                           note="whole module process (phone_number); ledger of %d" % count, per_registration=False)
@@ -578,6 +622,18 @@ def file_verdicts(rows, count, baseline):
     wall = rows["add_one"]["wall"]
     found.append(("one number added to a ledger of %d: %.2f s for the whole task (target < %g s)"
                   % (count, wall, TARGETS["add_one_s"]), wall < TARGETS["add_one_s"]))
+    info = rows["info"]
+    found.append(("registration_info's counts of %d: %.2f s, peak RSS %.0f MB, result %d bytes (target < %g s, < %.0f "
+                  "MB)" % (count, info["wall"], info["rss"], info["output_bytes"], TARGETS["info_s"],
+                           TARGETS["info_rss_mb"]), info["wall"] < TARGETS["info_s"] and info["rss"] < TARGETS["info_rss_mb"]))
+    listed = rows["info_list"]
+    found.append(("registration_info with list: true: peak RSS %.0f MB, result %d bytes (target < %.0f MB)"
+                  % (listed["rss"], listed["output_bytes"], TARGETS["info_rss_mb"]),
+                  listed["rss"] < TARGETS["info_rss_mb"]))
+    series = rows["keepalive"]["metrics_series"]
+    found.append(("keepalive metrics: %d series, %d bytes (target <= %d series, whatever the size)"
+                  % (series, rows["keepalive"]["metrics_bytes"], TARGETS["metrics_series"]),
+                  series <= TARGETS["metrics_series"]))
     base_count, base = baseline
     if base_count != count:
         for measure, what in (("cpu_us", "CPU"), ("wall_us", "wall time")):

@@ -21,7 +21,7 @@ import re
 
 from .auth import USER_PRINCIPAL_PREFIX
 from .errors import ValidationError
-from .ledger import entry_key, isoformat
+from .ledger_entry import entry_key
 
 ADOPT, DELETE = "adopt", "delete"
 PREVIOUS_ENTRIES = (ADOPT, DELETE)
@@ -181,28 +181,3 @@ def orphans(entries, endpoint, principal, describe):
         item["replaced_refresh_token"] = entry.endpoint == endpoint and replaced_by(entry.principal, principal)
         found.append(item)
     return found
-
-
-def principals(entries, now, endpoint=None, principal=None):
-    """One line per (endpoint, principal) of the ledger: how many registrations, how many live, which numbers, the
-    newest upsert, and whether the keepalive (``endpoint`` and ``principal``, when known) refreshes them."""
-    groups = {}
-    for entry in entries:
-        group = groups.setdefault((entry.endpoint, entry.principal), dict(
-            endpoint=entry.endpoint, principal=entry.principal, registrations=0, live=0, phone_numbers=set(),
-            last_upserted_at=None))
-        group["registrations"] += 1
-        group["live"] += 1 if entry.live(now) else 0
-        if entry.registration.phone_number:
-            group["phone_numbers"].add(entry.registration.phone_number)
-        if entry.upserted_at is not None and (group["last_upserted_at"] is None
-                                              or entry.upserted_at > group["last_upserted_at"]):
-            group["last_upserted_at"] = entry.upserted_at
-    result = []
-    for key in sorted(groups):
-        group = groups[key]
-        group["phone_numbers"] = sorted(group["phone_numbers"])
-        group["last_upserted_at"] = isoformat(group["last_upserted_at"])
-        group["keepalive"] = None if principal is None else key == (endpoint, principal)
-        result.append(group)
-    return result

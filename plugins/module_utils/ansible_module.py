@@ -9,10 +9,10 @@ import sys
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.parameters import AnsibleFallbackNotFound
 
-from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR
-from .client import DEFAULT_ENDPOINT, GRPC_IMPORT_ERROR, HAS_GRPC
+from .auth import HAS_REQUESTS_OAUTHLIB, REQUESTS_OAUTHLIB_IMPORT_ERROR
+from .client import GRPC_IMPORT_ERROR, HAS_GRPC
 from .errors import SipBreakoutError, ValidationError
-from .ledger import DEFAULT_LEDGER_PATH
+from .options import CONNECTION, LEDGER, options_in
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 
@@ -28,29 +28,29 @@ def env_fallback(*names):
     raise AnsibleFallbackNotFound
 
 
-# Documented in plugins/doc_fragments/connection.py; the keys are connection.OPTIONS.
-CONNECTION_ARGSPEC = dict(
-    api_endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["WGTWO_API_ENDPOINT"])),
-    client_id=dict(type="str", fallback=(env_fallback, ["WGTWO_CLIENT_ID"])),
-    client_secret=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_CLIENT_SECRET"])),
-    access_token=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_ACCESS_TOKEN"])),
-    refresh_token=dict(type="str", no_log=True, fallback=(env_fallback, ["WGTWO_REFRESH_TOKEN"])),
-    token_url=dict(type="str", no_log=False, default=DEFAULT_TOKEN_URL, fallback=(env_fallback, ["WGTWO_TOKEN_URL"])),
-    ca_path=dict(type="path", fallback=(env_fallback, ["WGTWO_CA_PATH"])),
-    token_cache_path=dict(type="path", no_log=False, default=DEFAULT_TOKEN_CACHE,
-                          fallback=(env_fallback, ["WGTWO_TOKEN_CACHE_PATH"])),
-    timeout=dict(type="float", default=10.0),
-    retries=dict(type="int", default=5),
-)
+def shared_argument_spec(group):
+    """The argument spec of a group of options.SHARED_OPTIONS, environment fallbacks and no_log included."""
+    spec = {}
+    for option in options_in(group):
+        # no_log always given: Ansible warns about names like token_url that look secret but are not.
+        entry = dict(type=option.type, no_log=option.secret)
+        if option.default is not None:
+            entry["default"] = option.default
+        if option.choices:
+            entry["choices"] = list(option.choices)
+        if option.env:
+            entry["fallback"] = (env_fallback, list(option.env))
+        spec[option.name] = entry
+    return spec
+
+
+# Documented by the doc fragments wgtwo.sipbreakout.connection and wgtwo.sipbreakout.ledger, from the same table.
+CONNECTION_ARGSPEC = shared_argument_spec(CONNECTION)
+LEDGER_ARGSPEC = shared_argument_spec(LEDGER)
 
 # The Debian 12 packages of the libraries the modules need (the pbx and keepalive roles install them).
 DEBIAN_PACKAGES = {"grpcio": "python3-grpcio", "protobuf": "python3-protobuf",
                    "requests-oauthlib": "python3-requests-oauthlib"}
-
-# Documented in plugins/doc_fragments/ledger.py.
-LEDGER_ARGSPEC = dict(
-    ledger_path=dict(type="path", default=DEFAULT_LEDGER_PATH),
-)
 
 
 class SipBreakoutModule(AnsibleModule):

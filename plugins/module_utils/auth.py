@@ -118,6 +118,9 @@ class TokenSource:
     kind = "none"
     principal = "anonymous"
     requires_phone_number = False
+    # Requests to the token endpoint by this object that gave a token, and that failed (the keepalive's metrics).
+    tokens_fetched = 0
+    token_failures = 0
 
     def token(self, deadline):
         """The access token to send now, or None to send no ``authorization`` metadata."""
@@ -193,6 +196,7 @@ class _EndpointTokenSource(TokenSource):
                 try:
                     self._current = self._fetch(deadline)
                 except AuthError as exc:
+                    self.token_failures += 1
                     self._failure = (exc, time.monotonic() + deadline.seconds)
                     raise
             if self._on_token:
@@ -257,6 +261,7 @@ class _EndpointTokenSource(TokenSource):
         if self._cache:
             # Written before the token is used: a rotated refresh token must never exist only in memory.
             self._cache.put(self._key, entry)
+        self.tokens_fetched += 1
         return entry
 
     def _request(self, deadline, cached):
@@ -349,10 +354,12 @@ class RefreshToken(_EndpointTokenSource):
 
 def select_token_source(client_id=None, client_secret=None, access_token=None, refresh_token=None,
                         token_url=DEFAULT_TOKEN_URL, ca_path=None, token_cache_path=DEFAULT_TOKEN_CACHE,
-                        retries=5, on_token=None, need_libraries=True):
+                        retries=5, on_token=None, need_libraries=True, token_cache=None):
     """Pick the flow from what is configured; contradictory settings are refused, never guessed at.
 
-    ``need_libraries=False`` (check mode, which requests no token) accepts a flow whose libraries are missing."""
+    ``need_libraries=False`` (check mode, which requests no token) accepts a flow whose libraries are missing.
+    ``token_cache``, if given, is the cache to use instead of the file at ``token_cache_path`` (the shared
+    ledger's)."""
     if bool(client_id) != bool(client_secret):
         missing = "client_secret" if client_id else "client_id"
         raise ValidationError(missing, "client_id and client_secret go together; %s is not set (option or "
@@ -369,7 +376,7 @@ def select_token_source(client_id=None, client_secret=None, access_token=None, r
         return NoAuth()
     if need_libraries and not HAS_REQUESTS_OAUTHLIB:
         raise AuthError("requests-oauthlib is needed for client_id/client_secret and refresh_token")
-    cache = TokenCache(token_cache_path) if token_cache_path else None
+    cache = token_cache if token_cache is not None else TokenCache(token_cache_path) if token_cache_path else None
     kwargs = dict(token_url=token_url or DEFAULT_TOKEN_URL, ca_path=ca_path, cache=cache, retries=retries,
                   on_token=on_token)
     if refresh_token:

@@ -32,6 +32,9 @@ DOCUMENTED_TTL = 3600
 
 # Worth another attempt: the server or the path to it is briefly unable to answer.
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+# Answers after which a sent request may or may not have been carried out: no answer came back in time, or the
+# connection or server failed on the way.
+_UNSETTLED = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL", "CANCELLED", "ABORTED", "DATA_LOSS")
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?$")
 
 # Calls in flight at once by default, as streams of one HTTP/2 connection: with 30 ms of round trip this keeps a
@@ -90,6 +93,12 @@ class Call:
         self.token = None
         self.sent = 0  # which send of the run its latest attempt was
         self.code = None  # the gRPC status of its latest attempt
+
+    @property
+    def uncertain(self):
+        """Failed after a request went out without an answer that settles it: the operator may have carried it
+        out (the ledger must then assume it did, for an upsert, and did not, for a delete)."""
+        return self.error is not None and self.sent > 0 and self.code in _UNSETTLED
 
     @property
     def api_down(self):

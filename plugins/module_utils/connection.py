@@ -6,11 +6,11 @@
 from .auth import DEFAULT_TOKEN_CACHE, DEFAULT_TOKEN_URL, select_token_source
 from .client import DEFAULT_ENDPOINT, SipBreakoutClient, normalize_endpoint
 from .errors import ValidationError
+from .options import CONNECTION, names_in
 from .trust import ca_bundle_path
 
-# The shared options, in the order the docs list them; modules and the keepalive accept exactly these.
-OPTIONS = ("api_endpoint", "client_id", "client_secret", "access_token", "refresh_token", "token_url", "ca_path",
-           "token_cache_path", "timeout", "retries")
+# The shared connection options (options.SHARED_OPTIONS), the keyword arguments of Connection.
+OPTIONS = names_in(CONNECTION)
 
 
 class Connection:
@@ -23,7 +23,7 @@ class Connection:
 
     def __init__(self, api_endpoint=DEFAULT_ENDPOINT, client_id=None, client_secret=None, access_token=None,
                  refresh_token=None, token_url=DEFAULT_TOKEN_URL, ca_path=None, token_cache_path=DEFAULT_TOKEN_CACHE,
-                 timeout=10.0, retries=5, on_token=None, offline=False):
+                 timeout=10.0, retries=5, on_token=None, offline=False, token_cache=None):
         self.endpoint = normalize_endpoint(api_endpoint or DEFAULT_ENDPOINT)
         self.offline = offline
         self.warnings = []
@@ -41,14 +41,15 @@ class Connection:
         self.token_source = select_token_source(
             client_id=client_id, client_secret=client_secret, access_token=access_token, refresh_token=refresh_token,
             token_url=token_url, ca_path=ca_path, token_cache_path=token_cache_path, retries=retries,
-            on_token=on_token, need_libraries=not offline)
+            on_token=on_token, need_libraries=not offline, token_cache=token_cache)
         self._client = None
 
     @classmethod
-    def from_options(cls, options, on_token=None, offline=False):
-        """Build from a dict holding (at least) the keys of OPTIONS; None means 'use the default'."""
+    def from_options(cls, options, on_token=None, offline=False, token_cache=None):
+        """Build from a dict holding (at least) the keys of OPTIONS; None means 'use the default'. ``token_cache``:
+        the ledger store's shared one (``LedgerStore.token_cache()``) instead of ``token_cache_path``."""
         given = dict((name, options.get(name)) for name in OPTIONS if options.get(name) is not None)
-        return cls(on_token=on_token, offline=offline, **given)
+        return cls(on_token=on_token, offline=offline, token_cache=token_cache, **given)
 
     def check_registration(self, registration):
         """What the chosen credentials demand of a registration, checked before any call."""

@@ -56,3 +56,7 @@ class NotAcceptableError(ApiError):
 
 class LedgerError(SipBreakoutError):
     """The ledger cannot be read, locked or written. It is never reset to hide this."""
+
+
+class LedgerUnreachable(LedgerError):
+    """The shared (PostgreSQL) ledger cannot be reached: a run sends nothing, the keepalive uses its local copy."""

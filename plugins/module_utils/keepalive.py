@@ -8,25 +8,17 @@ It runs on the PBX host (installed by the ``wgtwo.sipbreakout.keepalive`` role),
 until the next registration is due. It uses the same ``Connection``, client, token sources and ``Ledger`` as the
 modules, and a JSON config file whose connection keys are the modules' shared options.
 
-Config file (JSON object; every key optional; root-only when it holds a secret)::
+Config file: a JSON object; every key is optional, unknown keys are refused, and a file that holds a secret must be
+readable by its owner only. Its keys are the modules' shared options (``options.SHARED_OPTIONS``: the connection, the
+credentials, the ledger), with the modules' types and defaults except ``KEEPALIVE_DEFAULTS``, and the keepalive's own
+``SETTINGS``. docs/keepalive.md lists every key; for example::
 
     {
-      "api_endpoint": "api.wgtwo.com:443",        # and client_id, client_secret, access_token,
-      "client_id": "...", "client_secret": "...",  # refresh_token, token_url, ca_path, token_cache_path,
-      "token_cache_path": "/var/lib/wgtwo-sipbreakout/tokens.json",   # timeout, retries: as the modules
-      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.json",
-      "health_path": "/var/lib/wgtwo-sipbreakout/health.json",
+      "client_id": "...", "client_secret": "...",
+      "ledger_path": "/var/lib/wgtwo-sipbreakout/ledger.sqlite",
       "metrics_path": "/var/lib/prometheus/node-exporter/wgtwo_sipbreakout.prom",
-      "refresh_fraction": 0.3333,   # refresh once this fraction of the TTL is left
-      "jitter": 0.25,               # ... plus up to this fraction of it again, spread per registration
-      "schedule_interval": 300,     # seconds between --once runs: refresh what would be late by the next run
-      "retry_interval": 60,         # seconds between attempts for a registration whose refresh failed
-      "max_sleep": 300,             # loop mode: wake at least this often to pick up new ledger entries
-      "concurrency": 256,           # the most calls in flight at once during a pass
-      "batch_size": 5000            # due registrations sent, then recorded, at a time
+      "concurrency": 256
     }
-
-docs/keepalive.md lists every key (also ``metrics_per_registration``, ``lock_timeout``).
 
 A pass streams: it takes the due registrations from the ledger ``batch_size`` at a time, in expiry order, sends a
 batch and records it in one transaction before it takes the next, so its memory does not grow with the ledger and a
@@ -55,11 +47,18 @@ import time
 from .adoption import takeover_hint
 from .client import DEFAULT_CONCURRENCY, DOCUMENTED_TTL, GRPC_IMPORT_ERROR, HAS_GRPC, Call, shed_warning
 from .connection import OPTIONS, Connection
-from .errors import LedgerError, SipBreakoutError, ValidationError
-from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, HealthFile, empty_summary, \
-    hostname, render_metrics, summarize, write_textfile
-from .ledger import Ledger, isoformat
+from .errors import LedgerError, LedgerUnreachable, SipBreakoutError, ValidationError
+from .health import DEFAULT_HEALTH_PATH, DEFAULT_REFRESH_FRACTION, FAILURES_SHOWN, METRICS_PER_REGISTRATION_LIMIT, \
+    HealthFile, breakdown, by_field, by_sip_host, count_pass, empty_summary, hostname, render_metrics, summarize, \
+    write_textfile
+from .ledger import open_ledger
+from .ledger_entry import isoformat
+from .ledger_sqlite import SqliteLedger
+from .ledger_transfer import copy_ledger
+from .ledger_store import Lease, owner_name
+from .options import CONNECTION, LEDGER, SECRETS, Option, options_in
 from .retry import Deadline
+from .statefile import fsync_directory, locked
 from .wire import HAS_PROTOBUF, PROTOBUF_IMPORT_ERROR
 
 PROG = "wgtwo-sipbreakout-keepalive"
@@ -70,29 +69,40 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
-# Types of the shared connection options in the config file (their names are connection.OPTIONS; the modules'
-# argument spec is the reference, and a unit test keeps the two in step).
-CONNECTION_TYPES = {"ca_path": "path", "token_cache_path": "path", "timeout": "float", "retries": "int"}
-SECRET_OPTIONS = ("client_secret", "access_token", "refresh_token")
-
-# The keepalive's own settings: name -> (type, default).
-SETTINGS = {
-    "ledger_path": ("path", DEFAULT_STATE_DIR + "/ledger.json"),
-    "health_path": ("path", DEFAULT_HEALTH_PATH),
-    "metrics_path": ("path", None),
-    "metrics_per_registration": ("bool", True),
-    "lock_timeout": ("float", 120.0),
-    "refresh_fraction": ("float", DEFAULT_REFRESH_FRACTION),
-    "jitter": ("float", 0.25),
-    "schedule_interval": ("float", 300.0),
-    "retry_interval": ("float", 60.0),
-    "max_sleep": ("float", 300.0),
-    "concurrency": ("int", DEFAULT_CONCURRENCY),
-    "batch_size": ("int", 5000),
+# The keepalive's own settings, beside the modules' options (documented in docs/keepalive.md).
+KEEPALIVE = "keepalive"
+SETTINGS = (
+    Option("health_path", KEEPALIVE, "path", DEFAULT_HEALTH_PATH),
+    Option("metrics_path", KEEPALIVE, "path"),
+    Option("metrics_per_registration", KEEPALIVE, "bool", False),
+    Option("refresh_fraction", KEEPALIVE, "float", DEFAULT_REFRESH_FRACTION),
+    Option("jitter", KEEPALIVE, "float", 0.25),
+    Option("schedule_interval", KEEPALIVE, "float", 300.0),
+    Option("retry_interval", KEEPALIVE, "float", 60.0),
+    Option("max_sleep", KEEPALIVE, "float", 300.0),
+    Option("concurrency", KEEPALIVE, "int", DEFAULT_CONCURRENCY),
+    Option("batch_size", KEEPALIVE, "int", 5000),
+    Option("expect_empty", KEEPALIVE, "bool", False),
+    Option("ledger_copy_path", KEEPALIVE, "path", DEFAULT_STATE_DIR + "/ledger-copy.sqlite"),
+    Option("ledger_copy_interval", KEEPALIVE, "float", 300.0),
+)
+# Where the keepalive's default differs from the modules': it keeps its files in its own root-only state directory
+# (the modules' are per user), and a pass waits longer for a module run, which may hold the ledger for minutes.
+KEEPALIVE_DEFAULTS = {
+    "token_cache_path": DEFAULT_STATE_DIR + "/tokens.json",
+    "lock_timeout": 120.0,
 }
-# Unlike the modules (whose cache is per user), the keepalive keeps tokens in its own root-only state directory.
-CONNECTION_DEFAULTS = {"token_cache_path": DEFAULT_STATE_DIR + "/tokens.json"}
+# Every key of the config file, in the order docs/keepalive.md lists them.
+CONFIG_OPTIONS = options_in(CONNECTION, LEDGER) + SETTINGS
 
+# Held by a pass from start to end, beside the health file (the role's removal waits for it).
+PASS_LOCK_SUFFIX = ".pass.lock"
+
+# Loop mode: the counts of the whole ledger (health file, metrics) are taken again once the last ones are older than
+# this many times what taking them cost, so that they never use more than about a twentieth of the keepalive's time
+# (every pass for a small ledger; every half minute or so for a million registrations), and at least every
+# max_sleep. A --once run always takes them.
+SUMMARY_COST_FACTOR = 20.0
 # Never refresh one registration more often than this, whatever TTL the API returns.
 MIN_REFRESH_SECONDS = 1.0
 MIN_SLEEP = 0.05
@@ -101,7 +111,7 @@ LOG = logging.getLogger("wgtwo.sipbreakout.keepalive")
 
 
 class Settings:
-    """A validated config file: every key of OPTIONS and SETTINGS as an attribute."""
+    """A validated config file: every key of CONFIG_OPTIONS as an attribute."""
 
     def __init__(self, values, path=None):
         self.path = path
@@ -113,16 +123,24 @@ class Settings:
         return dict((name, self.values.get(name)) for name in OPTIONS)
 
 
-def _convert(path, key, kind, value):
-    def bad(expected):
-        shown = "(hidden)" if key in SECRET_OPTIONS else json.dumps(value)
-        return ValidationError(key, "%s: expected %s, got %s" % (path, expected, shown))
+def keepalive_default(option):
+    """The keepalive's default of a config key (an Option of CONFIG_OPTIONS)."""
+    return KEEPALIVE_DEFAULTS.get(option.name, option.default)
 
+
+def _convert(path, option, value):
+    def bad(expected):
+        shown = "(hidden)" if option.secret else json.dumps(value)
+        return ValidationError(option.name, "%s: expected %s, got %s" % (path, expected, shown))
+
+    kind = option.type
     if value is None:
         return None
     if kind in ("str", "path"):
         if not isinstance(value, str) or not value:
             raise bad("a non-empty string")
+        if option.choices and value not in option.choices:
+            raise bad("one of %s" % ", ".join(option.choices))
         return os.path.expanduser(value) if kind == "path" else value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -141,18 +159,21 @@ def parse_config(data, path="config"):
     """Check and complete a config dict; raises ValidationError naming the key (never a secret's value)."""
     if not isinstance(data, dict):
         raise ValidationError("config", "%s must hold a JSON object" % path)
-    known = set(OPTIONS) | set(SETTINGS)
-    unknown = sorted(set(data) - known)
+    known = [option.name for option in CONFIG_OPTIONS]
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValidationError(unknown[0], "%s: unknown key(s) %s; known keys: %s" % (
             path, ", ".join(unknown), ", ".join(sorted(known))))
     values = {}
-    for name in OPTIONS:
-        values[name] = _convert(path, name, CONNECTION_TYPES.get(name, "str"),
-                                data.get(name, CONNECTION_DEFAULTS.get(name)))
-    for name, (kind, default) in SETTINGS.items():
-        # null is the default here (a templated config may write one); only a connection option's null says "none".
-        values[name] = _convert(path, name, kind, default if data.get(name) is None else data[name])
+    for option in CONFIG_OPTIONS:
+        if option.group == CONNECTION:
+            # A connection option's null says "none" (token_cache_path: null keeps no cache), as None does to
+            # Connection.
+            given = data.get(option.name, keepalive_default(option))
+        else:
+            # Elsewhere null is the default: a templated config may write one.
+            given = keepalive_default(option) if data.get(option.name) is None else data[option.name]
+        values[option.name] = _convert(path, option, given)
     _check_ranges(path, values)
     if not values["token_cache_path"] and values.get("refresh_token"):
         raise ValidationError("token_cache_path", "%s: is required with refresh_token: the operator rotates refresh "
@@ -193,7 +214,7 @@ def load_config(path):
         # The message names line and column only, never the text around them: the file holds secrets.
         raise ValidationError("config", "%s is not valid JSON: %s" % (path, exc))
     settings = parse_config(data, path)
-    holds = [name for name in SECRET_OPTIONS if settings.values.get(name)]
+    holds = [name for name in SECRETS if settings.values.get(name)]
     if holds and stat.S_IMODE(info.st_mode) & 0o077:
         raise ValidationError("config", "%s holds %s but is readable by group or others (mode %04o); make it "
                                         "readable by its owner only (chmod 600)"
@@ -210,13 +231,30 @@ def _spread(key, upserted_at):
 class Keepalive:
     """Refreshes the registrations of one ledger that belong to one endpoint and one set of credentials."""
 
-    def __init__(self, settings, connection, clock=time.time, stop=None):
+    def __init__(self, settings, connection, clock=time.time, stop=None, ledger=None):
         self.settings = settings
         self.connection = connection
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.ledger = Ledger(settings.ledger_path, lock_timeout=settings.lock_timeout, clock=clock)
-        self.health = HealthFile(settings.health_path)
+        # The configured ledger, and the one a pass works on: the same, or its local copy while the configured
+        # (shared) one cannot be reached.
+        self.configured = ledger or open_ledger(settings.values, clock=clock)
+        self.ledger = self.configured
+        self.copy = None
+        if self.configured.shared and settings.ledger_copy_path:
+            self.copy = SqliteLedger(settings.ledger_copy_path, self.configured.scope, settings.lock_timeout, clock)
+        self.health = HealthFile(settings.health_path, lock_timeout=settings.lock_timeout)
+        self._summary = None  # (taken at, cost in seconds, summary, warnings) of the last counts of the whole ledger
+        self._tokens_counted = (0, 0)  # the token source's counters already added to the health file's
+        # Who this worker is in the ledger's claims; a batch's claims last long enough for its calls to end.
+        self.owner = owner_name("keepalive")
+        self.lease = Lease(self.ledger, self.owner, connection.timeout, clock)
+
+    def passing(self):
+        """``with keepalive.passing():`` around a pass: one pass of this keepalive at a time on this host (a manual
+        ``--once`` waits for the timer's), and the role's removal waits for it. Module runs never take it: they
+        wait only for the entries a batch claims."""
+        return locked(self.health.path + PASS_LOCK_SUFFIX, self.settings.lock_timeout, stop=self.stop)
 
     # ------------------------------------------------------------------------------------------ scheduling
 
@@ -242,7 +280,8 @@ class Keepalive:
         """When to try ``entry`` next; ``lookahead`` pulls refreshes forward that would be late by the next run.
 
         ``key``, when known, saves computing the entry's key."""
-        due = self.refresh_at(entry, key) - lookahead
+        # An unconfirmed entry (a run decided it and was killed, or lost the answer) is sent as soon as it can be.
+        due = 0.0 if entry.unconfirmed else self.refresh_at(entry, key) - lookahead
         failing = entry.last_error and entry.last_attempt_at is not None
         if failing and entry.last_attempt_at >= (entry.upserted_at or 0.0):
             due = max(due, entry.last_attempt_at + self.retry_delay(entry, key))
@@ -257,19 +296,83 @@ class Keepalive:
         """
         started = self.clock()
         run = dict(mode=mode, started_at=isoformat(started), started_at_epoch=started, due=0, refreshed=0,
-                   failed=0, skipped=0, error=None)
+                   failed=0, not_sent=0, skipped=0, error=None)
+        outage = self._choose_ledger(run)
         try:
-            self._refresh_due(started, force, lookahead, run)
+            if self.settings.expect_empty or self.ledger.holds(self.connection.endpoint, self.connection.principal):
+                self._refresh_due(started, force, lookahead, run)
+            else:
+                run["error"] = self._nothing_to_refresh()
+                LOG.error("%s", run["error"])
         except LedgerError as exc:
             run["error"] = str(exc)
             LOG.error("%s", exc)
-        return self._report(run, lookahead)
+        if outage is not None:
+            run["error"] = run["error"] or str(outage)
+            self._summary = None  # counts of the copy: the next pass on the database takes its own
+        try:
+            return self._report(run, lookahead)
+        finally:
+            if outage is None and self.copy is not None and not run["error"]:
+                self._keep_copy()
+            self.ledger = self.lease.store = self.configured
+
+    def _nothing_to_refresh(self):
+        return ("the ledger %s holds no registration of %s as %s, so this keepalive refreshes nothing and every "
+                "registration the module applied elsewhere lapses within its TTL. Point the keepalive at the ledger "
+                "the registration module writes (ledger_store, ledger_path or the database, ledger_scope, and the "
+                "same api_endpoint and credentials), or set expect_empty: true (role: keepalive_expect_empty) where "
+                "no registration is expected yet"
+                % (self.ledger.describe(), self.connection.endpoint, self.connection.principal))
+
+    # ------------------------------------------------------------------------------------------ local copy
+
+    def _choose_ledger(self, run):
+        """The ledger of this pass: the configured one, or its local copy when that one cannot be reached (then the
+        reason, which the pass reports as its error, else None)."""
+        if self.copy is None:
+            return None
+        try:
+            self.configured.holds(self.connection.endpoint, self.connection.principal)
+            return None
+        except LedgerUnreachable as exc:
+            made = self._copy_made_at()
+            outage = LedgerUnreachable("%s; refreshing from its local copy %s (made %s) until it is back" % (
+                exc, self.copy.path, "at %s" % isoformat(made) if made is not None else "never: there is none"))
+            LOG.error("%s", outage)
+            run["ledger_copy"] = dict(path=self.copy.path, made_at=isoformat(made), made_at_epoch=made)
+            self.ledger = self.lease.store = self.copy
+            return outage
+
+    def _copy_made_at(self):
+        try:
+            return os.path.getmtime(self.copy.path)
+        except OSError:
+            return None
+
+    def _keep_copy(self):
+        """Copy the configured ledger's scope to the local copy when the copy is older than
+        ``ledger_copy_interval``: written beside it, then renamed over it, so that it is always whole."""
+        made = self._copy_made_at()
+        if made is not None and self.clock() - made < self.settings.ledger_copy_interval:
+            return
+        self.copy.close()
+        try:
+            copy_ledger(self.configured, self.copy.path, self.copy.scope, self.settings.lock_timeout, self.clock)
+        except (LedgerError, OSError) as exc:
+            LOG.warning("the local copy %s was not renewed: %s", self.copy.path, exc)
+            return
+        fsync_directory(os.path.dirname(self.copy.path))
+        LOG.debug("renewed the local copy %s of %s", self.copy.path, self.configured.describe())
 
     def _refresh_due(self, started, force, lookahead, run):
-        """Send and record what is due, ``batch_size`` at a time, most urgent first.
+        """Claim, send and record what is due, ``batch_size`` at a time, most urgent first.
 
-        The caller holds the ledger's apply lock exclusively, so no module run sends or records anything between
-        the read that chose a batch and the update that records what this pass did with it.
+        Each batch is claimed in one short transaction (entries nobody else holds: another worker's batch, or a
+        run that is changing them), sent, then recorded and released: no lock is held during the calls, several
+        workers split the work, and a module run waits at most for one batch. A batch starts no call later than
+        its claim allows for that call to end (``batch_seconds``); what it did not send is left for the next
+        pass, and a worker killed mid-batch loses its claims within ``Lease.seconds``.
         """
         endpoint, principal = self.connection.endpoint, self.connection.principal
         # The database cannot compute the jitter: it selects every entry whose earliest possible refresh point is
@@ -281,13 +384,14 @@ class Keepalive:
         lowest = self.settings.concurrency
         position = None
         while not self.stop.is_set():
-            candidates, position = self.ledger.expiring(
-                endpoint, principal, self.settings.batch_size, before=None if force else started + lookahead,
-                lead=lead, default_ttl=DOCUMENTED_TTL, longest_ttl=longest, untried_since=started, after=position)
-            if not candidates:
-                break
-            due = [(key, entry) for key, entry in candidates
-                   if force or self.next_attempt_at(entry, lookahead, key) <= started]
+            previous = position
+            due, position = self.ledger.claim_due(
+                endpoint, principal, self.settings.batch_size, self.owner, self.lease.until(),
+                lambda key, entry: force or self.next_attempt_at(entry, lookahead, key) <= started,
+                before=None if force else started + lookahead, lead=lead, default_ttl=DOCUMENTED_TTL,
+                longest_ttl=longest, untried_since=started, after=position)
+            if position == previous:
+                break  # nothing more to look at
             if not due:
                 continue
             run["due"] += len(due)
@@ -306,20 +410,22 @@ class Keepalive:
             LOG.warning("%s", warning)
 
     def _refresh_batch(self, due, blocker, run):
-        """Upsert every entry of ``due`` on the one channel, ``concurrency`` in flight, and record them together;
-        returns the fewest calls that were allowed in flight."""
+        """Upsert every entry of ``due`` (claimed) on the one channel, ``concurrency`` in flight, and record them
+        together; returns the fewest calls that were allowed in flight."""
 
         def on_done(call):
             if call.api_down and not blocker:
                 blocker.append(call.error)
 
+        # Calls start only while one can still end within the claim.
+        last_start = self.clock() + self.lease.seconds - self.lease.call_seconds - 1.0
         calls = [Call(entry.registration) for _key, entry in due]
         lowest = self.settings.concurrency
         try:
             if not blocker:
-                lowest = self.connection.client.run(calls, concurrency=self.settings.concurrency, on_done=on_done,
-                                                    stop=lambda: bool(blocker) or self.stop.is_set(),
-                                                    clock=self.clock)
+                lowest = self.connection.client.run(
+                    calls, concurrency=self.settings.concurrency, on_done=on_done, clock=self.clock,
+                    stop=lambda: bool(blocker) or self.stop.is_set() or self.clock() > last_start)
         finally:
             # Also when something unexpected interrupts the calls: what was refreshed is recorded.
             with self.ledger.update([key for key, _entry in due]) as current:
@@ -328,17 +434,20 @@ class Keepalive:
         return lowest
 
     def _record(self, entry, sent, call, blocker, run):
-        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``."""
-        if entry is None or not self.owns(entry) or entry.registration != sent.registration:
-            # Only a hand edit can do this while the apply lock is held; what is in the ledger now stays.
+        """Update ``entry`` (the ledger's, now) from ``call``, which was made from ``sent``, and release it."""
+        if (entry is None or not self.owns(entry) or entry.registration != sent.registration or entry.delete_pending
+                or entry.claimed_by != self.owner):
+            # This worker's claim ran out and a run or another worker decided on it since: theirs stands.
             LOG.info("%s changed in the ledger during the pass; not recorded", sent.registration.label)
             run["skipped"] += 1
             return
+        entry.release()
         label = entry.registration.label
         if call.ok:
             left = entry.expires_at - call.sent_at if entry.expires_at is not None else None
             entry.upserted_at = call.sent_at
             entry.time_to_live = call.time_to_live
+            entry.unconfirmed = False
             entry.last_error = None
             entry.last_attempt_at = call.sent_at
             run["refreshed"] += 1
@@ -356,6 +465,7 @@ class Keepalive:
         entry.last_error = str(error)
         entry.last_attempt_at = self.clock()
         run["failed"] += 1
+        run["not_sent"] += call.error is None
         self._log_failure(label, entry, error)
 
     def _log_failure(self, label, entry, error):
@@ -384,16 +494,18 @@ class Keepalive:
                     % (" (%s)" % entry.last_error if entry.last_error else "", isoformat(entry.expires_at)))
         return None
 
-    def _warnings(self, lookahead):
-        """What the keepalive does not refresh (the first FAILURES_SHOWN, and how many more), and TTLs too short
-        for the schedule."""
+    def _warnings(self, lookahead, not_refreshed):
+        """What the keepalive does not refresh (the first FAILURES_SHOWN of the ``not_refreshed``, and how many
+        more), and TTLs too short for the schedule."""
         endpoint, principal = self.connection.endpoint, self.connection.principal
-        count, first = self.ledger.failing(FAILURES_SHOWN, endpoint, principal, errors=False)
-        warnings = [self.unmanaged_reason(entry) for entry in first]
-        if count > len(first):
-            warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for the "
-                            "same reasons; registration_info lists them (orphans)" % (count - len(first),
-                                                                                      self.ledger.path))
+        warnings = []
+        if not_refreshed:
+            count, first = self.ledger.failing(FAILURES_SHOWN, endpoint, principal, errors=False)
+            warnings = [self.unmanaged_reason(entry) for entry in first]
+            if count > len(first):
+                warnings.append("%d more registration(s) of the ledger %s are not refreshed by this keepalive, for "
+                                "the same reasons; registration_info lists them (orphans)"
+                                % (count - len(first), self.ledger.describe()))
         if lookahead > 0:
             # Each pass refreshes what would be due before the next one, so only a TTL shorter than the time
             # between two passes is lost in between.
@@ -404,37 +516,77 @@ class Keepalive:
                                 "more often or run it in loop mode" % (short, lookahead))
         return warnings
 
+    def _ledger_summary(self, now, run, lookahead):
+        """The counts of the whole ledger (summary, warnings), taken again only when the last ones are too old
+        for their cost (SUMMARY_COST_FACTOR; always in --once mode). Raises LedgerError."""
+        if self._summary is not None and run["mode"] == "loop":
+            taken_at, cost, summary, warnings = self._summary
+            if now - taken_at < min(self.settings.max_sleep, cost * SUMMARY_COST_FACTOR):
+                return summary, warnings
+        started = time.monotonic()
+        owner = (self.connection.endpoint, self.connection.principal)
+        summary = summarize(self.ledger, now, self.settings.refresh_fraction, owner=owner,
+                            reason=self.unmanaged_reason)
+        groups = breakdown(self.ledger, now, self.settings.refresh_fraction)
+        summary.update(by_route_type=by_field(groups, "route_type"), by_sip_host=by_sip_host(groups),
+                       summarized_at=isoformat(now), summarized_at_epoch=now)
+        warnings = self._warnings(lookahead, summary["not_refreshed_total"])
+        self._summary = (now, time.monotonic() - started, summary, warnings)
+        return summary, warnings
+
+    def _token_requests(self):
+        """Token requests of this process since the last call: (ok, failed)."""
+        source = self.connection.token_source
+        now = (getattr(source, "tokens_fetched", 0), getattr(source, "token_failures", 0))
+        counted, self._tokens_counted = self._tokens_counted, now
+        return now[0] - counted[0], now[1] - counted[1]
+
     def _report(self, run, lookahead):
         finished = self.clock()
         run["finished_at"] = isoformat(finished)
         run["finished_at_epoch"] = finished
+        run["duration_seconds"] = round(finished - run["started_at_epoch"], 3)
         try:
-            summary = summarize(self.ledger, finished, self.settings.refresh_fraction,
-                                owner=(self.connection.endpoint, self.connection.principal),
-                                reason=self.unmanaged_reason)
-            warnings = self._warnings(lookahead)
+            summary, warnings = self._ledger_summary(finished, run, lookahead)
         except LedgerError as exc:
             run["error"] = run["error"] or str(exc)
             summary, warnings = empty_summary(), []
+        nearest = summary["nearest_expiry"]
+        # Counts taken at an earlier pass still say when that registration lapses; how far off is now's.
+        summary = dict(summary, seconds_to_nearest_expiry=None if nearest is None
+                       else round(nearest["expires_at_epoch"] - finished, 3))
         run["outcome"] = "failed" if run["failed"] or run["error"] else ("ok" if run["refreshed"] else "idle")
         previous = None
         try:
             previous = self.health.read()
         except LedgerError:
-            previous = None
-        success = run["outcome"] != "failed" and not summary["failures_total"]
+            previous = None  # a corrupt health file is replaced; its counters start again from 0
+        # A pass without a failed refresh, while none of the registrations this keepalive refreshes is failing.
+        # Those of other credentials and those pending a delete are reported (warnings), not failures of a pass.
+        success = run["outcome"] != "failed" and not summary["refresh_failing_total"]
         last_success = finished if success else (previous or {}).get("last_success_at_epoch")
+        per_registration = self.settings.metrics_per_registration and self.settings.metrics_path
+        if per_registration and summary["registrations_total"] > METRICS_PER_REGISTRATION_LIMIT:
+            per_registration = False
+            warnings = list(warnings)  # the counts' own list may serve the next passes too
+            warnings.append(
+                "metrics_per_registration: the ledger holds %d registrations, more than the %d for which the "
+                "metrics have one series per registration; only the aggregate series were written. Set "
+                "metrics_per_registration to false (keepalive_metrics_per_registration), and use registration_info "
+                "for single registrations" % (summary["registrations_total"], METRICS_PER_REGISTRATION_LIMIT))
         report = dict(
             host=hostname(),
             updated_at=isoformat(finished),
             updated_at_epoch=finished,
             keepalive=dict(api_endpoint=self.connection.endpoint, principal=self.connection.principal,
-                           ledger_path=self.ledger.path, refresh_fraction=self.settings.refresh_fraction,
+                           ledger_path=self.ledger.location, ledger_scope=self.ledger.scope,
+                           refresh_fraction=self.settings.refresh_fraction,
                            schedule_interval=lookahead or None, pid=os.getpid()),
             last_run=run,
             last_success_at=isoformat(last_success),
             last_success_at_epoch=last_success,
             warnings=warnings,
+            counters=count_pass((previous or {}).get("counters"), run, self._token_requests()),
         )
         report.update(summary)
         for warning in warnings:
@@ -448,7 +600,7 @@ class Keepalive:
         if self.settings.metrics_path:
             try:
                 write_textfile(self.settings.metrics_path, render_metrics(
-                    report, self.ledger.find if self.settings.metrics_per_registration else None))
+                    report, self.ledger.find if per_registration else None))
             except (IOError, OSError) as exc:
                 run["outcome"] = "failed"
                 LOG.error("cannot write the metrics file %s: %s", self.settings.metrics_path, exc.strerror or exc)
@@ -483,7 +635,11 @@ class Keepalive:
                     endpoint, principal, self.settings.batch_size, before=soonest, lead=lead,
                     default_ttl=DOCUMENTED_TTL, longest_ttl=longest, after=position)
                 for key, entry in candidates:
-                    soonest = min(soonest, self.next_attempt_at(entry, key=key))
+                    due = self.next_attempt_at(entry, key=key)
+                    if entry.claimed(now):
+                        # Another worker or a run is on it: it is due again, if at all, once that claim is over.
+                        due = max(due, entry.claimed_until)
+                    soonest = min(soonest, due)
                 if not candidates:
                     break
         except LedgerError:
@@ -493,17 +649,18 @@ class Keepalive:
     def loop(self):
         """Pass, sleep until the next one is due, repeat until ``stop`` is set (SIGTERM)."""
         LOG.info("keepalive started for %s as %s, ledger %s", self.connection.endpoint, self.connection.principal,
-                 self.ledger.path)
+                 self.ledger.describe())
         while not self.stop.is_set():
             try:
-                # Held only during a pass, so module runs and a manual --once run can go in between.
-                with self.ledger.applying(exclusive=True, stop=self.stop):
+                with self.passing():
                     self.run_pass(mode="loop")
             except LedgerError as exc:
                 LOG.error("%s", exc)
             sleep = self.seconds_to_next()
             # Opened again after the sleep: a ledger restored or moved meanwhile is the one the next pass reads.
             self.ledger.close()
+            if self.copy is not None:
+                self.copy.close()
             self.stop.wait(sleep)
         LOG.info("keepalive stopped")
 
@@ -569,13 +726,15 @@ def main(argv=None):
             return EXIT_CONFIG
     try:
         settings = load_config(args.config)
-        connection = Connection.from_options(settings.connection_options())
+        ledger = open_ledger(settings.values)
+        connection = Connection.from_options(settings.connection_options(),
+                                             token_cache=ledger.token_cache(settings.token_cache_path))
     except SipBreakoutError as exc:
         LOG.error("%s", exc)
         return EXIT_CONFIG
     if args.check_config:
         LOG.info("%s is valid: %s as %s, ledger %s", args.config, connection.endpoint, connection.principal,
-                 settings.ledger_path)
+                 ledger.describe())
         return EXIT_OK
 
     stop = threading.Event()
@@ -586,7 +745,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    keepalive = Keepalive(settings, connection, stop=stop)
+    keepalive = Keepalive(settings, connection, stop=stop, ledger=ledger)
     try:
         if args.splay > 0 and stop.wait(random.uniform(0, args.splay)):
             return EXIT_OK
@@ -594,13 +753,12 @@ def main(argv=None):
             keepalive.loop()
             return EXIT_OK
         try:
-            # Exclusive: no other pass, and no module run between its API calls and their ledger update.
-            with keepalive.ledger.applying(exclusive=True, stop=stop):
+            with keepalive.passing():
                 run = keepalive.run_pass(force=args.force, lookahead=settings.schedule_interval)
         except LedgerError as exc:
             LOG.error("%s", exc)
             return EXIT_FAILED
         return EXIT_FAILED if run["outcome"] == "failed" else EXIT_OK
     finally:
-        keepalive.ledger.close()
+        keepalive.configured.close()
         connection.close()

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Converts a JSON ledger (format 1, written by earlier versions) into the SQLite ledger at the same path, once.
+"""Converts a JSON ledger (format 1, written by earlier versions) into the SQLite ledger at the same path, once,
+its entries in the default scope.
 
 Under the ledger's ``.lock`` (the lock earlier versions took to write the JSON file, so one of them cannot write
 in between), the entries are read and checked, written to a new database in the same directory, which is fsynced
@@ -17,7 +18,9 @@ import sqlite3
 import tempfile
 
 from .errors import LedgerError
-from .ledger import INSERT_ROW, SQLITE_MAGIC, LedgerEntry, create_schema, file_start
+from .ledger_entry import LedgerEntry
+from .ledger_sqlite_schema import INSERT_ROW, SQLITE_MAGIC, create_schema, file_start
+from .ledger_store import DEFAULT_SCOPE
 from .statefile import StateFile, fsync_directory, locked, write_atomically
 
 FORMAT_V1 = "wgtwo.sipbreakout/ledger"
@@ -66,7 +69,7 @@ def write_database(tmp, entries, path):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
             create_schema(conn)
-            conn.executemany(INSERT_ROW, (entry.row(key) for key, entry in entries.items()))
+            conn.executemany(INSERT_ROW, ((DEFAULT_SCOPE,) + entry.row(key) for key, entry in entries.items()))
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -9,13 +9,15 @@ outside this ledger (by grpcurl, another host, another ledger path) is not seen.
 
 One engine serves one registration, a list of ten thousand and a file of a million alike: everything that must hold
 before any call (valid input, no duplicates, the purge guard, a takeover) is decided first; then every item is
-planned against the ledger's entries of its key, the calls run through ``SipBreakoutClient.run`` on one channel
-with a bounded number in flight, and the ledger is updated with exactly the items that succeeded. A list is one
-chunk (one ledger update, a result per item); a file goes CHUNK_SIZE lines at a time, so that what the run holds
-does not grow with the file, and returns the results of what changed or failed only, RESULTS_LIMIT at most.
+planned against the ledger's entries of its key, and a chunk at a time: the ledger records first what the calls may
+do (``unconfirmed`` new or changed registrations, ``delete_pending`` deletes) and claims those entries for this run,
+the calls run through ``SipBreakoutClient.run`` on one channel with a bounded number in flight, and the answers
+confirm, restore or clear each entry. A run killed at any moment therefore leaves nothing the operator may hold
+unknown to the ledger, and nothing it was asked to delete that the keepalive would renew (see ``ledger_store``). A
+list is one chunk (a result per item); a file goes CHUNK_SIZE lines at a time, so that what the run holds does not
+grow with the file, and returns the results of what changed or failed only, RESULTS_LIMIT at most.
 """
 
-import contextlib
 import time
 
 from . import purge_guard
@@ -23,7 +25,9 @@ from .adoption import ADOPT, Takeover, replaced_by
 from .client import DEFAULT_CONCURRENCY, DELETE, UPSERT, Call, shed_warning
 from .connection import Connection
 from .errors import ValidationError
-from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry, entry_key, isoformat
+from .ledger import open_ledger
+from .ledger_entry import LedgerEntry, entry_key, isoformat
+from .ledger_store import Lease, owner_name
 from .purge_guard import DEFAULT_MAX_PURGE, DEFAULT_PURGE_ALLOWANCE
 from .registration import Item, Registration
 from .registrations_file import RegistrationsFile
@@ -54,6 +58,18 @@ class Step:
         self.call = Call(item.registration, UPSERT if item.state == "present" else DELETE)
         self.outcome = self._predict()
         self.unsent_because = None
+        self.held = None  # a copy of the ledger's entry as this run's decision found it (None: it had none)
+        self.claimed = False  # this run recorded its decision and claimed the entry: its answer settles it
+        self.left_because = None  # a purge step left for the next run, and why
+
+    def replan(self, held, now):
+        """Plan again from ``held``, the entry as the run's decision finds it (another run may have changed it since
+        the plan)."""
+        self.held = held.copy() if held is not None else None
+        if not self.replaces:
+            self.before = _before(held, self.item.state, now)
+            self.before_principal = held.principal if held is not None else None
+        self.outcome = self._predict()
 
     def _predict(self):
         if self.item.state == "absent":
@@ -64,7 +80,9 @@ class Step:
 
     def settle(self, unsent_because=None):
         """After the calls: the prediction stands only for a call that was answered OK."""
-        if self.call.error is not None:
+        if self.left_because is not None:
+            self.outcome = UNCHANGED
+        elif self.call.error is not None:
             self.outcome = FAILED
         elif not self.call.ok:
             self.outcome = NOT_SENT
@@ -95,6 +113,8 @@ class Step:
             result["error"] = str(self.call.error)
         elif self.unsent_because:
             result["error"] = "not sent: %s" % self.unsent_because
+        elif self.left_because:
+            result["left"] = self.left_because
         return result
 
 
@@ -111,6 +131,10 @@ class RegistrationService:
         self.connection = connection
         self.ledger = ledger
         self.clock = clock
+        self.started_at = clock()
+        # Who this run is in the ledger's claims, and how long its claims last (renewed while it sends).
+        self.owner = owner_name("run")
+        self.lease = Lease(ledger, self.owner, connection.timeout, clock)
         self.warnings = []
         self.taken = {}  # {key under this principal: (key, entry)} of a previous principal's entries taken over
         self._after = []  # steps of the takeover that the items do not name
@@ -154,7 +178,7 @@ class RegistrationService:
                         if entry.principal == self.connection.principal
                         or replaced_by(entry.principal, self.connection.principal))
             self.taken = takeover.select(view, self.connection.endpoint, self.connection.principal,
-                                         [number for number in numbers if number], self.ledger.path)
+                                         [number for number in numbers if number], self.ledger.describe())
             self.warnings.extend(takeover.warnings)
             for key, previous, entry, state in takeover.undeclared(view, self.taken, keys, purge):
                 keys.add(key)
@@ -181,7 +205,8 @@ class RegistrationService:
                         doomed.append(key)
         if not purge_guard.allowed(len(doomed), holding, max_purge, purge_allowance):
             purge_guard.refuse(len(doomed), holding, "the ledger %s holds for %s at %s" % (
-                self.ledger.path, self.connection.principal, self.connection.endpoint), max_purge, purge_allowance)
+                self.ledger.describe(), self.connection.principal, self.connection.endpoint), max_purge,
+                purge_allowance)
         doomed.sort()
         return doomed
 
@@ -224,11 +249,11 @@ class RegistrationService:
             yield steps
 
     def apply(self, steps, concurrency=DEFAULT_CONCURRENCY, fail_fast=False):
-        """Send every step's call, ``concurrency`` in flight; record them in the ledger, in one update.
+        """Record what the steps' calls may do, send them (``concurrency`` in flight), and record their answers.
 
         No call is started after one has failed for a transient reason with all its retries spent (the API is
         down: the others would each wait out the same timeout), nor with ``fail_fast`` after any failure, in this
-        apply() or a later one of the same run; calls already in flight finish. The ledger is updated even if
+        apply() or a later one of the same run; calls already in flight finish. The answers are recorded even if
         something unexpected interrupts the calls, so nothing that was applied is forgotten.
         """
         stopped_by = self._stopped_by
@@ -240,17 +265,21 @@ class RegistrationService:
                 elif fail_fast:
                     stopped_by.append("fail_fast, after %s failed" % call.registration.label)
 
-        # Shared with other module runs; a keepalive pass waits until these calls are recorded.
-        with self.ledger.applying():
-            try:
-                lowest = self.connection.client.run([step.call for step in steps], concurrency=concurrency,
-                                                    stop=lambda: bool(stopped_by), on_done=on_done, clock=self.clock)
-            finally:
-                self._record(steps)
+        def stop():
+            self.lease.keep()  # renewed between calls, so it never expires while one is in flight
+            return bool(stopped_by)
+
+        self._decide(steps)
+        sending = [step for step in steps if step.claimed]
+        try:
+            lowest = self.connection.client.run([step.call for step in sending], concurrency=concurrency,
+                                                stop=stop, on_done=on_done, clock=self.clock)
+        finally:
+            self._record(sending)
         for step in steps:
             step.settle(stopped_by[0] if stopped_by else None)
         self._lowest = lowest if self._lowest is None else min(self._lowest, lowest)
-        self._sent += len(steps)
+        self._sent += len(sending)
         return steps
 
     def shed_warning(self, concurrency):
@@ -259,35 +288,93 @@ class RegistrationService:
             return None
         return shed_warning(self._lowest, concurrency, self._sent)
 
+    def _decide(self, steps):
+        """Record in one transaction, before any call, what the calls may do, and claim their entries.
+
+        Each step's entry is read again under the scope's write lock (another run may have changed it since the
+        plan), waiting for entries a keepalive batch or another run claims. A present step's registration becomes
+        ``unconfirmed`` unless the ledger holds exactly it already; an absent step's entry is ``delete_pending``
+        (one is made if the ledger has none, so that a run adding it meanwhile waits for this one). A purge leaves
+        an entry that another run decided on after this run started, or is deciding on now, for the next run."""
+        now = self.clock()
+        by_key = dict((step.key, step) for step in steps)
+
+        def waits_for(key, entry):
+            step = by_key[key]
+            return not (step.purge and _decided_elsewhere(entry, self.owner, self.started_at, now))
+
+        endpoint, principal = self.connection.endpoint, self.connection.principal
+        with self.ledger.claimed_update(list(by_key), self.owner, waits_for) as entries:
+            until = self.lease.until()
+            now = self.clock()
+            for step in steps:
+                held = entries.get(step.key)
+                if step.purge and (held is None or _decided_elsewhere(held, self.owner, self.started_at, now)):
+                    step.left_because = ("gone from the ledger since this run decided to purge it" if held is None
+                                         else "another run decided on it after this run started; the next purge "
+                                              "decides again")
+                    continue
+                step.replan(held, now)
+                entry = held if held is not None else LedgerEntry(endpoint, principal, step.item.registration)
+                if step.item.state == "present":
+                    if held is None or held.delete_pending or held.unconfirmed \
+                            or held.registration != step.item.registration:
+                        entry.registration = step.item.registration
+                        entry.unconfirmed = True
+                        entry.delete_pending = False
+                        entry.changed_at = now
+                else:
+                    entry.delete_pending = True
+                    entry.changed_at = now
+                entry.claimed_by, entry.claimed_until = self.owner, until
+                entries[step.key] = entry
+                step.claimed = True
+        self.lease.holding([step.key for step in steps if step.claimed])
+
     def _record(self, steps):
-        applied = [step for step in steps if step.call.ok]
-        failed = [step for step in steps if step.call.error is not None]
-        # Asked away but not (yet) deleted, because the delete failed or the run stopped before it was sent.
-        undeleted = [step for step in steps if step.item.state == "absent" and not step.call.ok]
-        if not applied and not failed and not undeleted:
+        """Settle each claimed entry from its step's answer, in one transaction, and release the claims.
+
+        Answered OK: confirmed (or gone, for a delete). A delete that failed or was not sent stays pending. An upsert
+        the API refused, or that was not sent, puts back what the ledger held before (or nothing); one whose answer
+        was lost (a transient failure: the operator may hold it) stays unconfirmed, for the keepalive or the next
+        run to send again."""
+        if not steps:
             return
         endpoint, principal = self.connection.endpoint, self.connection.principal
-        keys = [step.key for step in steps] + [step.replaces[0] for step in applied if step.replaces]
+        keys = [step.key for step in steps] + [step.replaces[0] for step in steps if step.replaces and step.call.ok]
+        now = self.clock()
         with self.ledger.update(keys) as entries:
-            for step in applied:
-                if step.replaces:
-                    # Taken over: from now on only this principal's entry stands for the registration.
-                    entries.pop(step.replaces[0], None)
+            for step in steps:
+                entry = entries.get(step.key)
+                if entry is None or entry.claimed_by != self.owner:
+                    # This run's claim ran out and someone else has decided on it since: theirs stands.
+                    continue
+                call = step.call
+                if call.ok:
+                    if step.replaces:
+                        # Taken over: from now on only this principal's entry stands for the registration.
+                        entries.pop(step.replaces[0], None)
+                    if step.item.state == "absent":
+                        entries.pop(step.key)
+                    else:
+                        entries[step.key] = LedgerEntry(endpoint, principal, step.item.registration,
+                                                        upserted_at=call.sent_at, time_to_live=call.time_to_live,
+                                                        last_attempt_at=call.sent_at, changed_at=entry.changed_at)
+                    continue
                 if step.item.state == "absent":
-                    entries.pop(step.key, None)
-                else:
-                    entries[step.key] = LedgerEntry(endpoint, principal, step.item.registration,
-                                                    upserted_at=step.call.sent_at,
-                                                    time_to_live=step.call.time_to_live,
-                                                    last_attempt_at=step.call.sent_at)
-            for step in failed:
-                # Keep what was applied before, with why this attempt failed: it may still be live.
-                if step.key in entries:
-                    entries[step.key].last_error = str(step.call.error)
-                    entries[step.key].last_attempt_at = self.clock()
-            for step in undeleted:
-                if step.key in entries:
-                    entries[step.key].delete_pending = True
+                    if step.held is None and call.error is None:
+                        entries.pop(step.key)  # nothing known of it, and nothing was sent
+                        continue
+                elif call.error is None or not call.uncertain:
+                    # Not sent, or refused: the operator holds what it held before this run.
+                    if step.held is None:
+                        entries.pop(step.key)
+                        continue
+                    entry = entries[step.key] = step.held
+                entry.release()
+                if call.error is not None:
+                    entry.last_error = str(call.error)
+                    entry.last_attempt_at = now
 
     def other_registrations(self, registration, key):
         """Warn about other live registrations of the same number: they stay at the operator until they lapse.
@@ -304,8 +391,16 @@ class RegistrationService:
                 warnings.append("%s is also registered at %s (ledger %s), live until %s; it stays at the operator "
                                 "until then unless you remove it with state=absent"
                                 % (registration.phone_number or "this user token", other.registration.sip_uri,
-                                   self.ledger.path, isoformat(other.expires_at)))
+                                   self.ledger.describe(), isoformat(other.expires_at)))
         return warnings
+
+
+def _decided_elsewhere(entry, owner, started_at, now):
+    """Whether another run decided on ``entry`` after ``started_at`` or is deciding on it now (keepalive claims
+    do not count: they only refresh)."""
+    if entry.claimed(now, by_other_than=owner) and entry.claimed_by.startswith("run:"):
+        return True
+    return entry.changed_at is not None and entry.changed_at >= started_at and entry.claimed_by != owner
 
 
 def _replaces(previous):
@@ -472,10 +567,11 @@ def ensure_from_options(options, check_mode=False, diff=False, on_token=None, lo
                                                     "registration as a list of one")
     plan = dict(purge=bool(options.get("purge")), max_purge=max_purge, purge_allowance=purge_allowance,
                 takeover=takeover)
-    with Connection.from_options(options, on_token=on_token, offline=check_mode) as connection, \
-            contextlib.closing(Ledger(options.get("ledger_path") or DEFAULT_LEDGER_PATH)) as ledger:
+    with open_ledger(options) as ledger, \
+            Connection.from_options(options, on_token=on_token, offline=check_mode, token_cache=None if check_mode
+                                    else ledger.token_cache(options.get("token_cache_path"))) as connection:
         service = RegistrationService(connection, ledger)
-        result = dict(ledger_path=service.ledger.path)
+        result = dict(ledger_path=ledger.location, ledger_scope=ledger.scope)
         apply = dict(concurrency=concurrency, fail_fast=bool(options.get("fail_fast")))
         if source is not None:
             with source:
@@ -530,7 +626,7 @@ def _single_result(result, step, service, check_mode, diff):
                   status=None if check_mode else "STATUS_CODE_OK")
     if diff:
         _name, before, after = _diff_entry(step, service.connection.principal)
-        result["diff"] = dict(before=before or {}, after=after or {}, before_header="ledger %s" % service.ledger.path,
-                              after_header=reg.label)
+        result["diff"] = dict(before=before or {}, after=after or {},
+                              before_header="ledger %s" % service.ledger.describe(), after_header=reg.label)
     result["warnings"] = service.connection.warnings + service.warnings + service.other_registrations(reg, step.key)
     return result

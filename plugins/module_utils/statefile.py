@@ -119,6 +119,12 @@ class StateFile:
             yield body
             self._write(body)
 
+    def replace(self, body):
+        """Write ``body`` under the exclusive lock without reading the file first: for a file that only repeats
+        what is known elsewhere (the health file), whose old content, even a corrupt one, does not matter."""
+        with locked(self.path + ".lock", self.lock_timeout, error=self._error):
+            self._write(body)
+
     def _write(self, body):
         data = {"format": self.format, "version": self.version, "body": body}
         write_atomically(self.path, lambda handle: handle.write(_encode(data) + "\n"))

@@ -428,10 +428,16 @@ registrations_file:
   type: str
   sample: /var/lib/wgtwo-sipbreakout/registrations.csv
 ledger_path:
-  description: The ledger that was read and updated.
+  description: The ledger that was read and updated, as its path or V(postgresql://HOST:PORT/DBNAME) (never a
+    password).
   returned: always
   type: str
-  sample: /root/.local/state/wgtwo.sipbreakout/ledger.json
+  sample: /var/lib/wgtwo-sipbreakout/ledger.sqlite
+ledger_scope:
+  description: The scope of the ledger the registrations belong to.
+  returned: always
+  type: str
+  sample: default
 phone_number:
   description: The number the failure is about.
   returned: failure

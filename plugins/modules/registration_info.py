@@ -8,9 +8,16 @@ module: registration_info
 short_description: Report the state of a host's SIP breakout registrations from its ledger and keepalive
 version_added: 0.1.0
 description:
-  - Reads the ledger on the host where it runs (O(ledger_path)) and, if given, the health file the keepalive
-    writes (O(health_path)), and reports every registration with its state, when it lapses and the result of
-    its last refresh.
+  - Reads one scope of the ledger (O(ledger_scope); the SQLite ledger O(ledger_path) on the host where it runs,
+    or the shared PostgreSQL ledger of O(ledger_store=postgresql)) and, if given, the health file the keepalive
+    writes (O(health_path)), and reports how many registrations are in each state, whose credentials applied them
+    (principals), the ones that lapse first, the ones whose last refresh failed and, with O(health_path), the ones
+    its keepalive does not refresh (orphans).
+  - With O(list=true) it also lists registrations, each with its state, when it lapses and the result of its last
+    refresh, the ones O(filter) selects, at most O(limit) of them.
+  - Every list it returns is bounded (by O(limit), or by a fixed number that its description gives) and says how
+    many it left out, so the result stays small for a ledger of a million registrations; the counts are made by
+    the database, not by loading the ledger.
   - The API has no read call, so this is what the host knows of what it applied. It never calls the API or
     the token endpoint and needs no credentials.
   - States, most severe first. V(lapsed) - its time to live has run out, the operator no longer holds it.
@@ -52,6 +59,43 @@ options:
         run. The default suits the role's 5 minute schedule.
     type: float
     default: 900
+  list:
+    description:
+      - Whether to list registrations in RV(registrations), those that O(filter) selects, in the ledger's order
+        (by API endpoint, principal, number and URI), at most O(limit).
+      - Without it, only the counts, the nearest expiries, the failures, the principals and the orphans are
+        returned.
+    type: bool
+    default: false
+  filter:
+    description:
+      - Which registrations O(list=true) lists; every sub-option given must match. The counts are always of the
+        whole ledger.
+      - Only with O(list=true).
+    type: dict
+    suboptions:
+      state:
+        description: Only registrations in one of these states (as described above).
+        type: list
+        elements: str
+        choices: [live, expiring, lapsed, error]
+      phone_number:
+        description: Only the registrations of this number (E.164, normalised as the registration module does).
+        type: str
+      phone_number_prefix:
+        description:
+          - Only the registrations whose number starts with this, such as V(+4799).
+          - Registrations without a number (applied with a user token) never match it, nor O(filter.phone_number).
+        type: str
+      sip_uri:
+        description: Only the registrations of this endpoint URI (normalised as the registration module does).
+        type: str
+  limit:
+    description:
+      - The most items RV(registrations), RV(orphans) and RV(failures) hold each; what they leave out is counted
+        (RV(registrations_omitted), RV(orphans_total), RV(failures_total)).
+    type: int
+    default: 1000
 notes:
   - This module does not take the connection options of the collection, so it is not in the action group
     C(group/wgtwo.sipbreakout.sipbreakout).
@@ -60,9 +104,8 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: What the PBX host's registrations look like
+- name: What the PBX host's registrations look like (counts, nearest expiries, failures)
   wgtwo.sipbreakout.registration_info:
-    ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
     health_path: /var/lib/wgtwo-sipbreakout/health.json
   register: sipbreakout
 
@@ -74,9 +117,28 @@ EXAMPLES = r"""
       - not sipbreakout.keepalive.stale
     fail_msg: "{{ sipbreakout.failures }}"
 
+- name: The registrations of numbers starting +4799 that are failing or lapsed, at most 50
+  wgtwo.sipbreakout.registration_info:
+    list: true
+    filter:
+      state: [error, lapsed]
+      phone_number_prefix: "+4799"
+    limit: 50
+  register: failing
+
+- name: Show them, and how many more there are
+  ansible.builtin.debug:
+    msg: "{{ failing.registrations | map(attribute='phone_number') }} and {{ failing.registrations_omitted }} more"
+
+- name: One number
+  wgtwo.sipbreakout.registration_info:
+    list: true
+    filter:
+      phone_number: "+4799990000"
+  register: one
+
 - name: After a new refresh token, the registrations of the one it replaced, which nobody refreshes
   wgtwo.sipbreakout.registration_info:
-    ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
     health_path: /var/lib/wgtwo-sipbreakout/health.json
   register: sipbreakout_orphans
 
@@ -84,17 +146,28 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ sipbreakout_orphans.orphans | selectattr('replaced_refresh_token') | map(attribute='principal') | unique }}"
 
+- name: A cluster's registrations in the shared ledger (the database's password from libpq's PGPASSFILE)
+  wgtwo.sipbreakout.registration_info:
+    ledger_store: postgresql
+    ledger_conninfo: "host=db.example.com dbname=sipbreakout user=sipbreakout sslmode=verify-full"
+    ledger_scope: tas-cluster-oslo
+  register: cluster
+
 - name: Numbers that lapse within the next 15 minutes
   wgtwo.sipbreakout.registration_info:
-    ledger_path: /var/lib/wgtwo-sipbreakout/ledger.json
     expiring_within: 900
+    list: true
+    filter:
+      state: [expiring]
   register: soon
 """
 
 RETURN = r"""
 registrations:
-  description: Every registration of the ledger, ordered by number and URI.
-  returned: always
+  description:
+    - The registrations O(filter) selects, at most O(limit), in the ledger's order (by API endpoint, principal,
+      number and URI).
+  returned: when O(list=true)
   type: list
   elements: dict
   contains:
@@ -172,6 +245,26 @@ registrations:
           it lapses unless it is deleted first; the next run that asks for it absent, or purges it, deletes it again.
       type: bool
       sample: false
+registrations_matched:
+  description: How many registrations O(filter) selects, listed or not.
+  returned: when O(list=true)
+  type: int
+  sample: 1200
+registrations_omitted:
+  description: How many of them RV(registrations) leaves out because of O(limit).
+  returned: when O(list=true)
+  type: int
+  sample: 200
+filter:
+  description: The filter as it was applied (numbers and URIs normalised); only the sub-options that were given.
+  returned: when O(list=true)
+  type: dict
+  sample: {"states": ["error", "lapsed"], "phone_number_prefix": "+4799"}
+limit:
+  description: The limit that was applied.
+  returned: when O(list=true)
+  type: int
+  sample: 1000
 states:
   description: How many registrations are in each state.
   returned: always
@@ -205,8 +298,24 @@ seconds_to_nearest_expiry:
   returned: always
   type: float
   sample: 2400.5
+nearest_expiry:
+  description: The live registration that lapses first, or V(null) when none is live.
+  returned: always
+  type: dict
+  sample: {"phone_number": "+4799990001", "sip_uri": "sips:pbx.example.com", "expires_at": "2026-11-27T08:15:00Z",
+           "expires_at_epoch": 1795763700.0}
+nearest_expiries:
+  description: The 10 live registrations that lapse first, soonest first, each as in RV(registrations).
+  returned: always
+  type: list
+  elements: dict
+failures_total:
+  description: How many registrations' last refresh failed (all of them; RV(failures) lists the first O(limit)).
+  returned: always
+  type: int
+  sample: 1
 failures:
-  description: Registrations whose last refresh failed, with the error.
+  description: Registrations whose last refresh failed, with the error; the first O(limit) in the ledger's order.
   returned: always
   type: list
   elements: dict
@@ -274,7 +383,9 @@ principals:
       description: How many of them are within their time to live.
       type: int
     phone_numbers:
-      description: The numbers its registrations name (none for a user token's registrations applied without one).
+      description:
+        - The numbers its registrations name, in order; the first 100 (none for a user token's registrations applied
+          without one).
       type: list
       elements: str
     last_upserted_at:
@@ -290,7 +401,7 @@ orphans:
   description:
     - The registrations the keepalive of O(health_path) does not refresh, because another endpoint or other
       credentials applied them; they lapse unless something else refreshes them. Each item is as in
-      RV(registrations), plus C(replaced_refresh_token).
+      RV(registrations), plus C(replaced_refresh_token). The first O(limit), in the ledger's order.
     - C(replaced_refresh_token) is V(true) for one that an earlier refresh token of the keepalive's own client
       applied at its endpoint, such as the previous refresh token after the subscriber consented again. Its
       C(principal) is what O(wgtwo.sipbreakout.registration#module:previous_principal) takes, if its
@@ -303,23 +414,33 @@ orphans:
   sample: [{"phone_number": "+4799990005", "sip_uri": "sips:pbx.example.com:5061", "route_type": "loop",
             "endpoint": "api.wgtwo.com:443", "principal": "user:pbx-provisioning:0a1b2c3d4e5f", "state": "live",
             "expires_at": "2026-11-27T07:40:00Z", "replaced_refresh_token": true}]
+orphans_total:
+  description: How many orphans there are (RV(orphans) lists the first O(limit)); V(null) when RV(orphans) is.
+  returned: always
+  type: int
+  sample: 1
 checked_at:
   description: The time the states refer to, UTC, ISO 8601.
   returned: always
   type: str
   sample: "2026-11-27T07:55:42Z"
 ledger_path:
-  description: The ledger that was read.
+  description: The ledger that was read, as its path or V(postgresql://HOST:PORT/DBNAME) (never a password).
   returned: always
   type: str
-  sample: /var/lib/wgtwo-sipbreakout/ledger.json
+  sample: /var/lib/wgtwo-sipbreakout/ledger.sqlite
+ledger_scope:
+  description: The scope of the ledger that was read.
+  returned: always
+  type: str
+  sample: default
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import LEDGER_ARGSPEC
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import SipBreakoutError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.health import report_from_files
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.health import DEFAULT_LIMIT, STATES, info_report
 
 
 def main():
@@ -328,14 +449,20 @@ def main():
         health_path=dict(type="path"),
         expiring_within=dict(type="float"),
         health_max_age=dict(type="float", default=900.0),
+        list=dict(type="bool", default=False),
+        filter=dict(type="dict", options=dict(
+            state=dict(type="list", elements="str", choices=list(STATES)),
+            phone_number=dict(type="str"),
+            phone_number_prefix=dict(type="str"),
+            sip_uri=dict(type="str"),
+        ), mutually_exclusive=[("phone_number", "phone_number_prefix")]),
+        limit=dict(type="int", default=DEFAULT_LIMIT),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     try:
-        result = report_from_files(module.params["ledger_path"], health_path=module.params["health_path"],
-                                   expiring_within=module.params["expiring_within"],
-                                   health_max_age=module.params["health_max_age"])
+        result = info_report(module.params)
     except SipBreakoutError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), option=getattr(exc, "option", None))
     module.exit_json(changed=False, **result)
 
 

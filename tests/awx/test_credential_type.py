@@ -14,14 +14,16 @@ import subprocess
 import pytest
 import yaml
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import CONNECTION_ARGSPEC
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.options import CREDENTIAL_OPTIONS, OPTION_BY_NAME, \
+    SECRETS
 
 import awx_job
 from conftest import CLIENT_ID, CLIENT_SECRET, clean_env, pem, tool
 
-SECRET_INPUTS = {"client_secret", "access_token", "refresh_token"}
-# Module options the credential type carries; token_cache_path, timeout and retries are not credentials.
-CARRIED = ("client_id", "client_secret", "access_token", "refresh_token", "api_endpoint", "token_url", "ca_path")
+# The module options the credential type carries (options.py marks them; token_cache_path, timeout and retries are
+# not credentials), and the secret ones.
+CARRIED = CREDENTIAL_OPTIONS
+SECRET_INPUTS = set(CARRIED) & set(SECRETS)
 
 
 def test_awx_accepts_it(credential_type):
@@ -49,12 +51,13 @@ def test_the_check_finds_what_awx_refuses(credential_type, change, expected):
 
 
 def test_env_injectors_are_the_module_fallbacks(credential_type):
-    fallbacks = dict((name, spec["fallback"][1][0]) for name, spec in CONNECTION_ARGSPEC.items() if "fallback" in spec)
-    expected = set(fallbacks[name] for name in CARRIED)
+    expected = set(OPTION_BY_NAME[name].env[0] for name in CARRIED)
     assert set(credential_type["injectors"]["env"]) == expected
-    # Each variable carries the input of its own option.
+    # Each variable carries the input of its own option (the CA: the file AWX writes from ca_certificate).
     env = credential_type["injectors"]["env"]
-    assert env["WGTWO_CLIENT_SECRET"] == "{{ client_secret }}"
+    for name in CARRIED:
+        if name != "ca_path":
+            assert env[OPTION_BY_NAME[name].env[0]] == "{{ %s }}" % name, name
     assert "tower.filename" in env["WGTWO_CA_PATH"]
 
 
@@ -69,8 +72,6 @@ def test_secret_env_vars_are_masked_in_the_job_environment_awx_shows(credential_
 def test_extra_vars_are_what_the_playbooks_pass(credential_type, installed):
     extra_vars = credential_type["injectors"]["extra_vars"]
     assert set(extra_vars) == set("sipbreakout_%s" % name for name in CARRIED)
-    for name in CARRIED:
-        assert name in CONNECTION_ARGSPEC
     assert extra_vars["sipbreakout_ca_path"] == credential_type["injectors"]["env"]["WGTWO_CA_PATH"]
     root = installed / "ansible_collections" / "wgtwo" / "sipbreakout"
     with open(str(root / "playbooks" / "register.yml"), "r", encoding="utf-8") as handle:

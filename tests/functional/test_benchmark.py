@@ -35,8 +35,8 @@ def test_file_rows_are_measured_checked_and_compared_with_the_smallest_size(tmp_
     assert [(result["kind"], result["count"]) for result in results] == [("file", 40), ("file", 80)]
     for result in results:
         rows = result["rows"]
-        assert list(rows) == ["raw", "file", "rerun", "keepalive", "add_one"]
-        assert [rows[key]["count"] for key in rows] == [result["count"]] * 4 + [1]
+        assert list(rows) == ["raw", "file", "rerun", "keepalive", "info", "info_list", "add_one"]
+        assert [rows[key]["count"] for key in rows] == [result["count"]] * 6 + [1]
         for key in ("raw", "file", "rerun", "keepalive"):
             entry = rows[key]
             assert entry["cpu_us"] == pytest.approx(entry["cpu"] * 1e6 / result["count"])
@@ -44,6 +44,9 @@ def test_file_rows_are_measured_checked_and_compared_with_the_smallest_size(tmp_
         texts = [text for text, _met in result["targets"]]
         assert any(text.startswith("file task = ") for text in texts)
         assert any(text.startswith("one number added to a ledger of %d: " % result["count"]) for text in texts)
+        assert any(text.startswith("registration_info's counts of %d: " % result["count"]) for text in texts)
+        assert rows["keepalive"]["metrics_series"] < 200 and rows["info_list"]["output_bytes"] > rows["info"][
+            "output_bytes"]
     # Only the larger size is compared with the baseline, the smallest.
     assert not any("that at" in text for text, _met in results[0]["targets"])
     assert sum("x that at 40 (target <= 1.5x)" in text for text, _met in results[1]["targets"]) == 2

@@ -24,7 +24,8 @@ ROOT = os.path.join(os.path.dirname(list(ansible_collections.__path__)[0]), "ans
 PAGE = os.path.join(ROOT, "docs", "troubleshooting.md")
 
 # Calls whose string arguments are messages someone reads.
-MESSAGE_CALLS = {"ValidationError", "AuthError", "ApiError", "LedgerError", "NotAcceptableError", "RunLockBusy",
+MESSAGE_CALLS = {"ValidationError", "AuthError", "ApiError", "LedgerError", "LedgerUnreachable", "NotAcceptableError",
+                 "RunLockBusy",
                  "SipBreakoutError", "AnsibleFilterError", "_error", "fail_json", "problem", "warn", "bad", "need"}
 LOG_CALLS = {"error", "warning", "critical"}
 LIST_NAMES = re.compile(r"problems|warnings|failures")

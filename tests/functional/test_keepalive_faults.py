@@ -13,7 +13,7 @@ import pytest
 from sipbreakout_emulator.testing import running_emulator
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 
 from keepalive_support import CLIENT_ID, CLIENT_SECRET, KEEPALIVE, SIP_URI, LoopProcess, Workdir, held, \
@@ -83,8 +83,8 @@ def test_outage_longer_than_the_ttl_is_reported_then_repaired_by_the_next_run(tm
         metrics = read_metrics(work)
         assert metrics["wgtwo_sipbreakout_registration_failures"] == 2
         assert metrics["wgtwo_sipbreakout_keepalive_last_run_ok"] == 0
-        assert sorted(Ledger(work.ledger).read()) and all(
-            entry.last_error for entry in Ledger(work.ledger).read().values())
+        assert sorted(SqliteLedger(work.ledger).read()) and all(
+            entry.last_error for entry in SqliteLedger(work.ledger).read().values())
 
         # Still down when the TTL ends: the operator drops them, and the next run says so.
         wait_for(lambda: not held(emu), ttl + 1.0, message="the registrations lapsed during the outage")
@@ -118,14 +118,14 @@ def test_a_registration_the_api_rejects_is_kept_with_its_error_and_reported(tmp_
     reason = "Number is not eligible for SIP breakout"
     with running_emulator(tmp_path / "emu", clients=CLIENTS, ttl=3600) as emu:
         register(emu, work, [good, bad])
-        write_config(emu, work)
+        write_config(emu, work, metrics_per_registration=True)
         # The operator now refuses one of them (STATUS_CODE_NOT_ACCEPTABLE); it stays live until its TTL ends.
         emu.faults(reject={bad: reason})
 
         for attempt in (1, 2):
             status, log = run_once(work, "--force")
             assert status == 1, (attempt, log)
-            entries = dict((e.registration.phone_number, e) for e in Ledger(work.ledger).read().values())
+            entries = dict((e.registration.phone_number, e) for e in SqliteLedger(work.ledger).read().values())
             assert sorted(entries) == [good, bad]
             assert reason in entries[bad].last_error and entries[good].last_error is None
             health = read_health(work)
@@ -162,7 +162,7 @@ def test_passes_at_the_same_time_neither_corrupt_the_ledger_nor_refresh_twice(tm
         assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
         assert [reg["upserts"] for reg in held(emu).values()] == [2] * len(numbers)
         assert emu.calls()["by_method"]["UpsertRegistration"]["total"] == 2 * len(numbers)
-        entries = Ledger(work.ledger).read()
+        entries = SqliteLedger(work.ledger).read()
         assert sorted(entry.registration.phone_number for entry in entries.values()) == numbers
         assert all(entry.time_to_live == 600 and not entry.last_error for entry in entries.values())
 
@@ -173,8 +173,8 @@ def test_a_pass_never_resends_what_a_module_run_has_changed_but_not_yet_recorded
     with running_emulator(tmp_path / "emu", clients=CLIENTS, ttl=3600) as emu:
         register(emu, work, numbers, route_type="loop")
         write_config(emu, work)
-        # A bulk module run moves every number to fork, one slow call after the other; the ledger learns of it
-        # only at the end. A forced pass starts in the middle of it.
+        # A bulk module run moves every number to fork, one slow call after the other; the ledger says so (each
+        # unconfirmed, claimed by the run) before the first call. A forced pass starts in the middle of it.
         emu.faults(latency_ms=400)
         options = module_options(emu, work, concurrency=1, registrations=[
             dict(phone_number=number, sip_uri=SIP_URI, route_type="fork") for number in numbers])
@@ -189,10 +189,11 @@ def test_a_pass_never_resends_what_a_module_run_has_changed_but_not_yet_recorded
         assert results and results[0]["changed"], results
         assert status == 0, log
         now = held(emu)
-        # Had the pass gone ahead with the ledger's old fields, some numbers would be back on loop.
+        # Had the pass gone ahead with the ledger's old fields, some numbers would be back on loop; it left every
+        # entry to the run that claimed it.
         assert sorted((number, reg["route_type"], reg["upserts"]) for number, reg in now.items()) == [
-            (number, "ROUTE_TYPE_FORK", 3) for number in numbers]
-        assert all(entry.registration.route_type == "fork" for entry in Ledger(work.ledger).read().values())
+            (number, "ROUTE_TYPE_FORK", 2) for number in numbers]
+        assert all(entry.registration.route_type == "fork" for entry in SqliteLedger(work.ledger).read().values())
 
 
 def test_a_delete_that_failed_is_never_renewed_and_is_sent_again_by_the_next_run(tmp_path):
@@ -207,7 +208,7 @@ def test_a_delete_that_failed_is_never_renewed_and_is_sent_again_by_the_next_run
             ensure_from_options(absent)
         # Nothing forgotten: the entry stays, marked.
         pending = dict((entry.registration.phone_number, entry.delete_pending)
-                       for entry in Ledger(work.ledger).read().values())
+                       for entry in SqliteLedger(work.ledger).read().values())
         assert pending == {kept: False, removed: True}
 
         # The keepalive renews the one that stays and not the one asked away, and says so.
@@ -228,7 +229,7 @@ def test_a_delete_that_failed_is_never_renewed_and_is_sent_again_by_the_next_run
             ensure_from_options(absent)
         back = ensure_from_options(dict(absent, state="present", route_type="loop"))
         assert back["changed"] and back["registration"]["phone_number"] == removed
-        assert not any(entry.delete_pending for entry in Ledger(work.ledger).read().values())
+        assert not any(entry.delete_pending for entry in SqliteLedger(work.ledger).read().values())
         emu.faults(unavailable=1)
         with pytest.raises(ApiError, match="UNAVAILABLE"):
             ensure_from_options(absent)
@@ -237,7 +238,7 @@ def test_a_delete_that_failed_is_never_renewed_and_is_sent_again_by_the_next_run
         again = ensure_from_options(absent)
         assert again["changed"] and not again.get("failed")
         assert sorted(held(emu)) == [kept]
-        assert [entry.registration.phone_number for entry in Ledger(work.ledger).read().values()] == [kept]
+        assert [entry.registration.phone_number for entry in SqliteLedger(work.ledger).read().values()] == [kept]
 
 
 def test_deletes_a_stopped_run_never_sent_are_not_renewed_either(tmp_path):
@@ -252,5 +253,5 @@ def test_deletes_a_stopped_run_never_sent_are_not_renewed_either(tmp_path):
         emu.faults(clear=True)
         assert [item["result"] for item in result["results"]] == ["failed", "not_sent"]
         pending = dict((entry.registration.phone_number, entry.delete_pending)
-                       for entry in Ledger(work.ledger).read().values())
+                       for entry in SqliteLedger(work.ledger).read().values())
         assert pending == {numbers[0]: True, numbers[1]: True, numbers[2]: False}

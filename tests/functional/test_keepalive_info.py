@@ -21,9 +21,10 @@ from keepalive_support import CLIENT_ID, CLIENT_SECRET, Workdir, register, run_o
 
 COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
 LIVE, EXPIRING, LAPSED, FAILED = "+4799998001", "+4799998002", "+4799998003", "+4799998004"
-EXPIRING_TTL = 30.0
-# The keepalive on this host refreshes with 90 % of the TTL left; registration_info takes that from its health file.
-REFRESH_FRACTION = 0.9
+# Long enough that a loaded machine's slow playbook stays inside the default window's margin (a third of it).
+EXPIRING_TTL = 90.0
+# The keepalive on this host refreshes with 95 % of the TTL left; registration_info takes that from its health file.
+REFRESH_FRACTION = 0.95
 
 PLAYBOOK = """
 - hosts: localhost
@@ -33,12 +34,14 @@ PLAYBOOK = """
       wgtwo.sipbreakout.registration_info:
         ledger_path: "{{ work }}/state/ledger.json"
         health_path: "{{ work }}/state/health.json"
+        list: true
       register: normal
 
     - name: Report in check mode
       wgtwo.sipbreakout.registration_info:
         ledger_path: "{{ work }}/state/ledger.json"
         health_path: "{{ work }}/state/health.json"
+        list: true
       check_mode: true
       register: checked
 
@@ -51,18 +54,44 @@ PLAYBOOK = """
     - name: Report without the health file
       wgtwo.sipbreakout.registration_info:
         ledger_path: "{{ work }}/state/ledger.json"
+        list: true
       register: plain
 
     - name: Report with a wider expiry window
       wgtwo.sipbreakout.registration_info:
         ledger_path: "{{ work }}/state/ledger.json"
         expiring_within: 7200
+        list: true
       register: wide
+
+    - name: Counts only (the default)
+      wgtwo.sipbreakout.registration_info:
+        ledger_path: "{{ work }}/state/ledger.json"
+      register: counts
+
+    - name: The failing and lapsed ones, one at most
+      wgtwo.sipbreakout.registration_info:
+        ledger_path: "{{ work }}/state/ledger.json"
+        health_path: "{{ work }}/state/health.json"
+        list: true
+        filter:
+          state: [error, lapsed]
+          phone_number_prefix: "+47 9999"
+        limit: 1
+      register: filtered
+
+    - name: A filter without list
+      wgtwo.sipbreakout.registration_info:
+        ledger_path: "{{ work }}/state/ledger.json"
+        filter:
+          state: [error]
+      register: refused
+      ignore_errors: true
 
     - name: Keep the results
       ansible.builtin.copy:
-        content: "{{ {'normal': normal, 'checked': checked, 'plain': plain, 'wide': wide,
-                      'emulator': emulator.json} | to_json }}"
+        content: "{{ {'normal': normal, 'checked': checked, 'plain': plain, 'wide': wide, 'counts': counts,
+                      'filtered': filtered, 'refused': refused, 'emulator': emulator.json} | to_json }}"
         dest: "{{ work }}/results.json"
         mode: "0600"
 """
@@ -81,7 +110,7 @@ def test_registration_info_reports_each_state_as_the_emulator_has_it(tmp_path):
         with pytest.raises(ApiError):
             register(emu, work, [FAILED], timeout=1.0, retries=1)
         emu.faults(clear=True)
-        write_config(emu, work, schedule_interval=1.0, refresh_fraction=REFRESH_FRACTION, jitter=0.1)
+        write_config(emu, work, schedule_interval=1.0, refresh_fraction=REFRESH_FRACTION, jitter=0.05)
         status, log = run_once(work)  # nothing is due: only the health file is written
         assert status == 0, log
         emu.config(ttl=EXPIRING_TTL)
@@ -90,7 +119,7 @@ def test_registration_info_reports_each_state_as_the_emulator_has_it(tmp_path):
         emu.config(ttl=1)
         register(emu, work, [LAPSED])
 
-        # Inside the keepalive's refresh window (90 % of the TTL left), far from lapsing.
+        # Inside the keepalive's refresh window (95 % of the TTL left), far from lapsing.
         time.sleep(max(0.0, registered + EXPIRING_TTL * (1 - REFRESH_FRACTION) + 0.2 - time.monotonic()))
         calls = emu.calls()
         playbook = tmp_path / "info.yml"
@@ -130,3 +159,14 @@ def test_registration_info_reports_each_state_as_the_emulator_has_it(tmp_path):
     assert keepalive["found"] and not keepalive["stale"] and keepalive["age_seconds"] < 60
     assert [failure["phone_number"] for failure in keepalive["failures"]] == [FAILED]
     assert _states(results["wide"])[LIVE] == "expiring"
+    counts = results["counts"]
+    assert "registrations" not in counts and counts["states"] == results["plain"]["states"]
+    # Soonest first, as the emulator counts down what it holds.
+    assert [item["phone_number"] for item in counts["nearest_expiries"]] == sorted(
+        now, key=lambda number: now[number]["remaining_ttl"])
+    filtered = results["filtered"]
+    assert (filtered["registrations_matched"], filtered["registrations_omitted"]) == (2, 1)
+    assert [item["state"] for item in filtered["registrations"]] in (["error"], ["lapsed"])
+    assert filtered["filter"] == {"states": ["error", "lapsed"], "phone_number_prefix": "+479999"}
+    assert results["refused"]["failed"] and results["refused"]["option"] == "filter"
+    assert "set list: true" in results["refused"]["msg"]

@@ -18,7 +18,7 @@ import time
 from keepalive_support import CLIENT_ID, CLIENT_SECRET, KEEPALIVE, SIP_URI, Workdir, module_options, run_once, \
     wait_for, write_config
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 from sipbreakout_emulator.testing import running_emulator
 
@@ -42,12 +42,13 @@ def test_a_killed_pass_loses_one_batch_at_most_and_the_next_pass_sends_it(tmp_pa
             dict(phone_number=number, sip_uri=SIP_URI, route_type="loop") for number in _numbers()]))
         assert result["summary"]["created"] == COUNT
         # Their last upsert was 3300 s ago, as far as the ledger knows: 300 s left, every one due.
-        ledger = Ledger(work.ledger)
+        ledger = SqliteLedger(work.ledger)
         with ledger.update() as entries:
             for entry in entries.values():
                 entry.upserted_at = entry.last_attempt_at = time.time() - 3300
         ledger.close()
-        write_config(emu, work, batch_size=BATCH, concurrency=16)
+        # timeout 2 s: a batch's claims last 2 x 2 + 1 s (ledger_store.Lease).
+        write_config(emu, work, batch_size=BATCH, concurrency=16, timeout=2.0)
         emu.faults(latency_ms=LATENCY_MS)
         before = _upserts(emu)
         started = time.time()
@@ -75,7 +76,7 @@ def test_a_killed_pass_loses_one_batch_at_most_and_the_next_pass_sends_it(tmp_pa
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         finally:
             conn.close()
-        entries = Ledger(work.ledger).read()
+        entries = SqliteLedger(work.ledger).read()
         assert sorted(entry.registration.phone_number for entry in entries.values()) == _numbers()
         recorded = sorted(entry.registration.phone_number for entry in entries.values()
                           if entry.upserted_at >= started)
@@ -85,6 +86,12 @@ def test_a_killed_pass_loses_one_batch_at_most_and_the_next_pass_sends_it(tmp_pa
         assert 0 < sent - len(recorded) <= BATCH, (sent, len(recorded))
         held = dict((reg["phone_number"], reg) for reg in emu.registrations())
         assert all(held[number]["upserts"] == 2 for number in recorded)
+        # The killed batch is still claimed by the killed worker, for 5 s at most: until then no other worker or
+        # run touches what it may have on the wire.
+        claimed = [entry for entry in entries.values() if entry.claimed_by]
+        assert 0 < len(claimed) <= BATCH and len(set(entry.claimed_by for entry in claimed)) == 1
+        assert all(entry.claimed_until <= time.time() + 5.0 for entry in claimed)
+        time.sleep(max(0.0, max(entry.claimed_until for entry in claimed) - time.time()) + 0.1)
 
         # The next pass sends exactly what the ledger does not know was refreshed, and nothing twice.
         emu.faults(clear=True)
@@ -95,6 +102,7 @@ def test_a_killed_pass_loses_one_batch_at_most_and_the_next_pass_sends_it(tmp_pa
         held = dict((reg["phone_number"], reg) for reg in emu.registrations())
         assert sorted(held) == _numbers()
         assert all(held[number]["upserts"] == 2 for number in recorded)
-        entries = Ledger(work.ledger).read().values()
-        assert all(entry.upserted_at >= started and entry.last_error is None for entry in entries)
+        entries = SqliteLedger(work.ledger).read().values()
+        assert all(entry.upserted_at >= started and entry.last_error is None and entry.claimed_by is None
+                   for entry in entries)
         assert not [name for name in os.listdir(work.state) if name.startswith(".")]

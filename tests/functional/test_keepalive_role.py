@@ -127,8 +127,9 @@ def test_cron_install_refreshes_and_absent_removes_it_cleanly(tmp_path):
         assert read_health(work)["registrations_live"] == 2
         assert _mode(work.metrics) == 0o644
 
-        # state=absent while a pass holds the apply lock: the role waits for it to end, then removes everything.
-        lock_path = work.ledger + ".apply.lock"
+        # state=absent while a pass is running (it holds its pass lock): the role waits for it to end, then removes
+        # everything.
+        lock_path = work.health + ".pass.lock"
         lock = os.open(lock_path, os.O_RDWR)
         fcntl.flock(lock, fcntl.LOCK_EX)
         released = []

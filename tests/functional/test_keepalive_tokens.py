@@ -13,7 +13,7 @@ import time
 
 from sipbreakout_emulator.testing import running_emulator
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 
 from keepalive_support import CLIENT_ID, CLIENT_SECRET, KEEPALIVE, SIP_URI, Workdir, module_options, read_health, \
@@ -61,7 +61,8 @@ def test_rotated_refresh_token_survives_a_kill_and_nothing_secret_is_logged(tmp_
         # The module applied it with the user's refresh token (no number needed) and the keepalive's token cache,
         # as the pbx role does, so that both go on with the rotated refresh token.
         register(emu, work, [None], refresh_token=grant["refresh_token"], token_cache_path=work.tokens)
-        write_config(emu, work, refresh_token=grant["refresh_token"], timeout=8.0)
+        # timeout 3 s: above the API's 2 s of latency below; a killed pass's claim lasts 2 x 3 + 1 s.
+        write_config(emu, work, refresh_token=grant["refresh_token"], timeout=3.0)
         secrets_seen = {CLIENT_SECRET, grant["access_token"], grant["refresh_token"]}
         secrets_seen.update(_tokens_in_cache(work.tokens))
 
@@ -86,8 +87,11 @@ def test_rotated_refresh_token_survives_a_kill_and_nothing_secret_is_logged(tmp_
             secrets_seen.update(_tokens_in_cache(work.tokens))
 
             # The access token it got is revoked, so the next run has to trade the rotated refresh token. (The
-            # killed pass's call, still delayed in the emulator, then fails with that revoked token.)
+            # killed pass's call, still delayed in the emulator, then fails with that revoked token.) The next
+            # pass comes once the killed pass's claim on the registration has run out.
             emu.faults(latency_ms=0, revoke_tokens=True)
+            time.sleep(max(0.0, max(entry.claimed_until or 0.0 for entry in SqliteLedger(work.ledger).read().values())
+                           - time.time()) + 0.1)
             upserts = emu.registrations()[0]["upserts"]
             status, log = run_once(work, "--force")
             assert status == 0, log
@@ -128,7 +132,7 @@ def test_two_subscribers_refresh_tokens_keep_their_registrations_apart_on_one_le
         # for the principal, which must tell the two subscribers apart.
         for grant in (alice, bob):
             register(emu, work, [None], refresh_token=grant["refresh_token"], token_cache_path=work.tokens)
-        principals = sorted(entry.principal for entry in Ledger(work.ledger).read().values())
+        principals = sorted(entry.principal for entry in SqliteLedger(work.ledger).read().values())
         assert len(set(principals)) == 2 and all(p.startswith("user:%s:" % CLIENT_ID) for p in principals)
 
         # Alice's declarative set without that PBX deletes her registration, and only hers.
@@ -186,7 +190,7 @@ def test_with_a_user_token_the_number_given_or_not_names_one_registration(tmp_pa
                                                      state="absent", **user))
         assert removed["changed"]
         assert emu.registrations() == []
-        assert Ledger(work.ledger).read() == {}  # nothing left for a keepalive to bring back
+        assert SqliteLedger(work.ledger).read() == {}  # nothing left for a keepalive to bring back
 
 
 def test_a_config_that_others_can_read_is_refused(tmp_path):
@@ -199,4 +203,4 @@ def test_a_config_that_others_can_read_is_refused(tmp_path):
         assert status == 2
         assert "readable by group or others" in log and CLIENT_SECRET not in log
         assert module_options(emu, work)["ledger_path"] == work.ledger
-        assert [entry.registration.sip_uri for entry in Ledger(work.ledger).read().values()] == [SIP_URI]
+        assert [entry.registration.sip_uri for entry in SqliteLedger(work.ledger).read().values()] == [SIP_URI]

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Secrets never leak: a play at -vvv with known secrets, then every byte it printed or left on disk is searched.
 
-The secrets are the client secret, a user access token and a refresh token we mint, and every token the run
-obtained (read back from the 0600 token cache afterwards). Only files with mode 0600 may contain any of them.
+The secrets are the client secret, a user access token and a refresh token we mint, every token the run obtained
+(read back from the 0600 token cache afterwards), and a password of the ledger's database (in ``ledger_conninfo``
+and ``login_password``). Only files with mode 0600 may contain any of them.
 """
 
 import json
@@ -21,6 +22,7 @@ from sipbreakout_emulator.testing import running_emulator
 # Where the collection under test is importable from (PYTHONPATH): ansible-playbook finds it there too.
 COLLECTIONS = os.path.dirname(list(ansible_collections.__path__)[0])
 CLIENT_SECRET = "s3cret-Known-To-The-Test-0417"
+DB_PASSWORD = "db-Pa55word-Known-To-The-Test-0417"
 
 PLAYBOOK = """
 - hosts: localhost
@@ -60,6 +62,10 @@ PLAYBOOK = """
         refresh_token: "{{ user_refresh_token }}"
         sip_uri: "sips:pbx3.example.com:5061"
         route_type: loop
+    - name: The ledger's database credentials (registration_info takes the ledger options too)
+      wgtwo.sipbreakout.registration_info:
+        ledger_conninfo: "host=db.example.com dbname=sipbreakout password={{ db_password }}x"
+        login_password: "{{ db_password }}"
     - name: A failure that talks about the credentials
       wgtwo.sipbreakout.registration:
         client_id: leak-client
@@ -95,7 +101,7 @@ def test_vvv_run_leaks_no_secret(tmp_path, emulator):
     variables.write_text(json.dumps({
         "endpoint": emulator.grpc_endpoint, "ca": emulator.ca_path, "token_url": emulator.token_url,
         "work": str(work), "client_secret": CLIENT_SECRET, "user_access_token": user["access_token"],
-        "user_refresh_token": user["refresh_token"]}))
+        "user_refresh_token": user["refresh_token"], "db_password": DB_PASSWORD}))
     os.chmod(str(variables), 0o600)  # the user's own vault-like input
     playbook = work / "play.yml"
     playbook.write_text(PLAYBOOK)
@@ -117,7 +123,7 @@ def test_vvv_run_leaks_no_secret(tmp_path, emulator):
         issued.add(entry["access_token"])
         if entry.get("refresh_token"):
             issued.add(entry["refresh_token"])
-    secrets = {CLIENT_SECRET, CLIENT_SECRET + "x", user["access_token"], user["refresh_token"]} | issued
+    secrets = {CLIENT_SECRET, CLIENT_SECRET + "x", user["access_token"], user["refresh_token"], DB_PASSWORD} | issued
     assert len(issued) >= 3  # a client token, a user access token and the rotated refresh token
 
     for secret in secrets:

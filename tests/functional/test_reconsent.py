@@ -12,7 +12,7 @@ from sipbreakout_emulator.testing import running_emulator
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ValidationError
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.health import report_from_files
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.service import ensure_from_options
 
 from keepalive_support import CLIENT_ID, CLIENT_SECRET, Workdir, module_options, read_health, run_once, wait_for, \
@@ -40,7 +40,7 @@ def _held(emu):
 def _principals(work):
     """The ledger's entries as {(number, uri): [principals]}."""
     found = {}
-    for entry in Ledger(work.ledger).read().values():
+    for entry in SqliteLedger(work.ledger).read().values():
         found.setdefault((entry.registration.phone_number, entry.registration.sip_uri), []).append(entry.principal)
     return found
 
@@ -52,7 +52,7 @@ def _refresh_requests(emu):
 def _observed(emu, work):
     calls = emu.calls(limit=0)
     return calls["total"], calls["token_requests"], sorted(entry.row(key) for key, entry in
-                                                           Ledger(work.ledger).read().items())
+                                                           SqliteLedger(work.ledger).read().items())
 
 
 def test_adoption_after_reconsent_keeps_every_registration_alive(tmp_path):
@@ -86,7 +86,7 @@ def test_adoption_after_reconsent_keeps_every_registration_alive(tmp_path):
         assert "take it over with previous_principal=%s" % old in failures[URI_A]
 
         # registration_info names the principal to take over.
-        info = report_from_files(work.ledger, health_path=work.health)
+        info = report_from_files(SqliteLedger(work.ledger), health_path=work.health)
         assert sorted((item["phone_number"], item["principal"], item["replaced_refresh_token"])
                       for item in info["orphans"]) == sorted([(ALICE, old, True), (ALICE, old, True),
                                                               (CAROL, _principals(work)[(CAROL, URI_A)][0], True)])

@@ -5,28 +5,20 @@
 
 import json
 import os
+import time
 import tracemalloc
 
 import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import keepalive
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ansible_module import CONNECTION_ARGSPEC
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.connection import OPTIONS
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import ApiError, AuthError, \
     NotAcceptableError, ValidationError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 
 ENDPOINT = "api.example:443"
 PRINCIPAL = "client:c1"
-
-
-def test_config_keys_and_types_follow_the_modules_shared_options():
-    assert set(OPTIONS) == set(CONNECTION_ARGSPEC)
-    for name, spec in CONNECTION_ARGSPEC.items():
-        kind = keepalive.CONNECTION_TYPES.get(name, "str")
-        assert spec["type"] == kind, name
-        assert (name in keepalive.SECRET_OPTIONS) == bool(spec.get("no_log")), name
 
 
 def _write(path, data, mode=0o600):
@@ -40,7 +32,7 @@ def test_config_defaults_and_checks(tmp_path):
     path = tmp_path / "keepalive.json"
     _write(path, {"client_id": "c1", "client_secret": "hidden-value", "metrics_path": "/m/k.prom"})
     settings = keepalive.load_config(str(path))
-    assert settings.ledger_path == "/var/lib/wgtwo-sipbreakout/ledger.json"
+    assert settings.ledger_path is None  # ledger.default_ledger_path(), as the module's
     assert settings.token_cache_path == "/var/lib/wgtwo-sipbreakout/tokens.json"
     assert settings.refresh_fraction == pytest.approx(1 / 3.0)
     assert settings.connection_options()["client_secret"] == "hidden-value"
@@ -71,7 +63,7 @@ def test_config_refuses_bad_values_naming_the_key(data, option):
 def test_a_null_setting_takes_its_default():
     settings = keepalive.parse_config({"jitter": None, "ledger_path": None, "concurrency": None}, "cfg.json")
     assert settings.jitter == 0.25 and settings.concurrency == keepalive.DEFAULT_CONCURRENCY
-    assert settings.ledger_path == "/var/lib/wgtwo-sipbreakout/ledger.json"
+    assert settings.ledger_path is None
 
 
 def test_invalid_json_is_reported_without_its_content(tmp_path):
@@ -141,7 +133,7 @@ def _setup(tmp_path, entries, errors=None, token_error=None, **config):
     settings = keepalive.parse_config(dict(dict(ledger_path=str(tmp_path / "ledger.json"),
                                                 health_path=str(tmp_path / "health.json"),
                                                 metrics_path=str(tmp_path / "k.prom")), **config))
-    ledger = Ledger(settings.ledger_path)
+    ledger = SqliteLedger(settings.ledger_path)
     with ledger.update() as current:
         for number, upserted_at, principal in entries:
             reg = Registration.create(phone_number=number, sip_uri="sips:pbx.example.com", route_type="loop")
@@ -238,7 +230,7 @@ def test_each_batch_is_recorded_before_the_next_is_sent(tmp_path):
 
     def run_and_look(calls, **kwargs):
         # What another process reads from the ledger when each batch starts: the earlier batches, refreshed.
-        recorded.append(sum(1 for entry in Ledger(ledger.path).find() if entry.upserted_at >= 10000.0))
+        recorded.append(sum(1 for entry in SqliteLedger(ledger.path).find() if entry.upserted_at >= 10000.0))
         return run(calls, **kwargs)
 
     client.run = run_and_look
@@ -277,7 +269,7 @@ def _peak_of_a_pass(tmp_path, count):
     settings = keepalive.parse_config(dict(ledger_path=str(tmp_path / "ledger.json"),
                                            health_path=str(tmp_path / "health.json"),
                                            metrics_path=str(tmp_path / "k.prom"), batch_size=50))
-    ledger = Ledger(settings.ledger_path)
+    ledger = SqliteLedger(settings.ledger_path)
     with ledger.update() as current:
         for number in range(count):
             reg = Registration.create(phone_number="+4798%07d" % number, sip_uri="sips:pbx.example.com",
@@ -293,8 +285,10 @@ def _peak_of_a_pass(tmp_path, count):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert run["refreshed"] == count  # all due: every one was sent, in batches of 50, and written to the metrics
-    assert sum(1 for line in open(settings.metrics_path) if "registration_expiry_timestamp_seconds{" in line) == count
+    assert run["refreshed"] == count  # all due: every one was sent, in batches of 50
+    metrics = open(settings.metrics_path).read()
+    assert "wgtwo_sipbreakout_registrations_live %d\n" % count in metrics
+    assert "registration_expiry_timestamp_seconds{" not in metrics  # aggregate series only, by default
     assert runner.health.read()["failures_total"] == 0
     return peak
 
@@ -304,3 +298,113 @@ def test_the_memory_of_a_pass_does_not_grow_with_the_ledger(tmp_path):
     large = _peak_of_a_pass(tmp_path / "large", 10000)
     # Ten times the registrations: a pass that held them all would need about ten times the memory.
     assert large < small * 1.5, (small, large)
+
+
+def _report_after(runner, clock, seconds=0.0, **kwargs):
+    clock.now += seconds
+    run = runner.run_pass(**kwargs)
+    return run, runner.health.read()
+
+
+def test_last_success_marks_a_pass_without_a_failed_refresh(tmp_path):
+    runner, client, ledger, clock = _setup(tmp_path, [
+        ("+4799990001", 10000.0 - 3000, PRINCIPAL),  # due
+        ("+4799990002", 10000.0 - 3000, "client:other"),  # another principal's: reported, not refreshed
+        ("+4799990003", 10000.0 - 100, PRINCIPAL)])
+    with ledger.update() as current:
+        pending = next(e for e in current.values() if e.registration.phone_number == "+4799990003")
+        pending.delete_pending = True  # a delete that failed: reported, not refreshed
+    run, report = _report_after(runner, clock)
+    assert (run["outcome"], client.calls) == ("ok", ["+4799990001"])
+    assert report["failures_total"] == 2 and report["not_refreshed_total"] == 2
+    assert report["refresh_failing_total"] == 0 and len(report["warnings"]) == 2
+    assert report["last_success_at_epoch"] == run["finished_at_epoch"]
+    metrics = open(str(tmp_path / "k.prom")).read()
+    assert "wgtwo_sipbreakout_keepalive_last_success_timestamp_seconds %r" % run["finished_at_epoch"] in metrics
+    assert "wgtwo_sipbreakout_registrations_not_refreshed 2" in metrics
+    succeeded = run["finished_at_epoch"]
+
+    # A refresh of its own fails: no success, in that pass nor in the next ones while that registration is failing.
+    client.errors["+4799990001"] = ApiError("UNAVAILABLE", "+4799990001", code="UNAVAILABLE", retryable=True)
+    run, report = _report_after(runner, clock, 3000.0)
+    assert run["outcome"] == "failed" and report["refresh_failing_total"] == 1
+    assert report["last_success_at_epoch"] == succeeded
+    run, report = _report_after(runner, clock, 1.0)
+    assert (run["outcome"], run["due"]) == ("idle", 0)  # waiting for its retry: no failed refresh in this pass
+    assert report["last_success_at_epoch"] == succeeded
+    del client.errors["+4799990001"]
+    run, report = _report_after(runner, clock, 120.0)
+    assert run["outcome"] == "ok" and report["last_success_at_epoch"] == run["finished_at_epoch"]
+
+
+def test_counters_persist_across_passes_and_processes(tmp_path):
+    errors = {"+4799990002": NotAcceptableError("Secure SIP domain name required", "+4799990002")}
+    runner, _client, _ledger, clock = _setup(tmp_path, [("+4799990001", 10000.0 - 3000, PRINCIPAL),
+                                                        ("+4799990002", 10000.0 - 3000, PRINCIPAL)], errors=errors)
+    runner.connection.token_source.tokens_fetched = 2
+    _report_after(runner, clock)
+    # A new process (a --once run) with a token source of its own.
+    again = keepalive.Keepalive(runner.settings, _Connection(runner.connection.client, _TokenSource()), clock=clock)
+    again.connection.token_source.token_failures = 1
+    _run, report = _report_after(again, clock, 3000.0)
+    assert report["counters"] == dict(passes=dict(ok=0, idle=0, failed=2),
+                                      refreshes=dict(ok=2, failed=2, not_sent=0, skipped=0),
+                                      token_requests=dict(ok=2, failed=1))
+    metrics = open(str(tmp_path / "k.prom")).read()
+    assert "# TYPE wgtwo_sipbreakout_keepalive_refreshes_total counter" in metrics
+    assert 'wgtwo_sipbreakout_keepalive_refreshes_total{outcome="failed"} 2' in metrics
+
+
+def test_an_outage_counts_what_was_not_sent(tmp_path):
+    runner, _client, _ledger, clock = _setup(tmp_path, [("+4799990001", 10000.0 - 3000, PRINCIPAL),
+                                                        ("+4799990002", 10000.0 - 3000, PRINCIPAL)],
+                                             token_error=AuthError("the token endpoint refused client 'c1'"))
+    run, report = _report_after(runner, clock)
+    assert (run["failed"], run["not_sent"]) == (2, 2)
+    assert report["counters"]["refreshes"] == dict(ok=0, failed=0, not_sent=2, skipped=0)
+
+
+def test_per_registration_series_only_when_asked_and_below_the_bound(tmp_path, monkeypatch):
+    entries = [("+479999%04d" % number, 10000.0 - 10, PRINCIPAL) for number in range(3)]
+    runner, _client, _ledger, clock = _setup(tmp_path / "default", entries)
+    assert runner.settings.metrics_per_registration is False
+    _report_after(runner, clock)
+    assert "phone_number=" not in open(str(tmp_path / "default" / "k.prom")).read()
+
+    runner, _client, _ledger, clock = _setup(tmp_path / "asked", entries, metrics_per_registration=True)
+    _run, report = _report_after(runner, clock)
+    metrics = open(str(tmp_path / "asked" / "k.prom")).read()
+    assert metrics.count("wgtwo_sipbreakout_registration_expiry_timestamp_seconds{") == 3
+    assert report["warnings"] == []
+
+    monkeypatch.setattr(keepalive, "METRICS_PER_REGISTRATION_LIMIT", 2)
+    _run, report = _report_after(runner, clock, 1.0)
+    metrics = open(str(tmp_path / "asked" / "k.prom")).read()
+    assert "phone_number=" not in metrics and "wgtwo_sipbreakout_registrations_live 3" in metrics
+    assert report["warnings"] == [
+        "metrics_per_registration: the ledger holds 3 registrations, more than the 2 for which the metrics have one "
+        "series per registration; only the aggregate series were written. Set metrics_per_registration to false "
+        "(keepalive_metrics_per_registration), and use registration_info for single registrations"]
+
+
+def test_the_loop_counts_the_whole_ledger_only_as_often_as_its_cost_allows(tmp_path, monkeypatch):
+    runner, _client, ledger, clock = _setup(tmp_path, [("+4799990001", 10000.0 - 10, PRINCIPAL)])
+    census = ledger.census
+    taken = []
+
+    def slow_census(*args, **kwargs):
+        taken.append(clock.now)
+        time.sleep(0.05)  # what counting a large ledger costs: real time, as the keepalive measures it
+        return census(*args, **kwargs)
+
+    monkeypatch.setattr(SqliteLedger, "census", lambda self, *args, **kwargs: slow_census(*args, **kwargs))
+    for seconds in (0.0, 0.3, 0.3, 0.3):
+        _report_after(runner, clock, seconds, mode="loop")
+    assert len(taken) == 1  # taken again after about 20 times 0.05 s
+    _run, report = _report_after(runner, clock, 2.0, mode="loop")
+    assert len(taken) == 2 and report["summarized_at_epoch"] == clock.now
+    _run, report = _report_after(runner, clock, 0.1, mode="loop")
+    assert len(taken) == 2 and report["summarized_at_epoch"] == clock.now - 0.1
+    assert report["updated_at_epoch"] == clock.now  # the health file itself is written by every pass
+    _report_after(runner, clock, 0.1)  # --once: always
+    assert len(taken) == 3

@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ledger on disk: permissions, atomic replacement, locking across processes, corrupt files kept."""
+"""The SQLite ledger on disk: permissions, its lock, corrupt files kept, the default path (what every store does is
+test_ledger_contract.py's)."""
 
 import json
-import multiprocessing
 import os
 import stat
 
@@ -12,10 +12,11 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger as ledger_module
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger as ledger_facade
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import LedgerError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger, LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_entry import LedgerEntry
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.registration import Registration
 
 
@@ -25,7 +26,7 @@ def _entry(number, ttl=3600, upserted_at=1000.0):
 
 
 def test_write_read_and_modes(tmp_path):
-    ledger = Ledger(str(tmp_path / "state" / "ledger.json"))
+    ledger = SqliteLedger(str(tmp_path / "state" / "ledger.json"))
     entry = _entry("+4799990000")
     with ledger.update() as entries:
         entries[entry.key] = entry
@@ -42,19 +43,6 @@ def test_write_read_and_modes(tmp_path):
     assert _rows(ledger.path) == [(entry.key, "+4799990000", 4600.0, 0)]
 
 
-def test_failed_block_writes_nothing(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
-    first = _entry("+4799990000")
-    with ledger.update() as entries:
-        entries[first.key] = first
-    before = _rows(ledger.path)
-    with pytest.raises(RuntimeError):
-        with ledger.update() as entries:
-            entries.clear()
-            raise RuntimeError("boom")
-    assert _rows(ledger.path) == before and len(before) == 1
-
-
 def _foreign_database(path):
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE something (x)")
@@ -64,7 +52,7 @@ def _foreign_database(path):
 
 def _filled(path, numbers):
     """A ledger with an entry for each of ``numbers``, and the entries."""
-    ledger = Ledger(path)
+    ledger = SqliteLedger(path)
     entries = [_entry(number) for number in numbers]
     with ledger.update() as current:
         for entry in entries:
@@ -107,7 +95,7 @@ def _garbage_after_the_magic(path):
      "holds an entry this collection cannot read"),
     (_garbage_after_the_magic, "is corrupt"),
     (_foreign_database, "is an SQLite database but not a wgtwo.sipbreakout ledger"),
-    (_future_ledger, "has ledger format 99; this collection reads format 2"),
+    (_future_ledger, "has ledger format 99; this collection reads format 3"),
     (_truncated_ledger, "is corrupt (database disk image is malformed)"),
 ])
 def test_a_corrupt_or_foreign_ledger_is_reported_and_kept(tmp_path, make, words):
@@ -117,7 +105,7 @@ def test_a_corrupt_or_foreign_ledger_is_reported_and_kept(tmp_path, make, words)
         content = handle.read()
     for use in (lambda ledger: ledger.read(), lambda ledger: list(ledger.find()),
                 lambda ledger: ledger.update().__enter__()):  # pylint: disable=unnecessary-dunder-call
-        ledger = Ledger(path, lock_timeout=1.0)
+        ledger = SqliteLedger(path, lock_timeout=1.0)
         with pytest.raises(LedgerError) as caught:
             use(ledger)
         ledger.close()
@@ -138,31 +126,9 @@ def _rows(path):
         conn.close()
 
 
-def _add_many(path, start, count):
-    ledger = Ledger(path)
-    for number in range(start, start + count):
-        entry = _entry("+47999%05d" % number)
-        with ledger.update() as entries:
-            entries[entry.key] = entry
-
-
-def test_concurrent_writers_lose_nothing(tmp_path):
-    path = str(tmp_path / "ledger.json")
-    workers = [multiprocessing.Process(target=_add_many, args=(path, i * 40, 40)) for i in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
-    numbers = sorted(e.registration.phone_number for e in Ledger(path).read().values())
-    assert numbers == ["+47999%05d" % n for n in range(160)]
-    leftovers = [name for name in os.listdir(str(tmp_path)) if name.startswith(".ledger.json.")]
-    assert leftovers == []
-
-
 def test_lock_timeout_names_the_ledger(tmp_path):
     path = str(tmp_path / "ledger.json")
-    ledger = Ledger(path, lock_timeout=0.2)
+    ledger = SqliteLedger(path, lock_timeout=0.2)
     with ledger.update():
         pass
     other = sqlite3.connect(path, isolation_level=None)
@@ -218,74 +184,29 @@ def test_update_of_some_keys_writes_exactly_the_changes(tmp_path):
     assert writes() == 3  # nothing changed, nothing written
 
 
-def test_get_looks_up_more_keys_than_one_query_takes(tmp_path):
-    ledger, entries = _filled(str(tmp_path / "ledger.json"), ["+4799%06d" % number for number in range(1200)])
-    wanted = [entry.key for entry in entries[::2]] + ["missing-%d" % number for number in range(600)]
-    found = ledger.get(wanted)
-    assert sorted(found) == sorted(entry.key for entry in entries[::2])
-    assert all(found[key].key == key for key in found)
-
-
-def test_find_pages_through_the_ledger_and_filters(tmp_path, monkeypatch):
-    monkeypatch.setattr(ledger_module, "PAGE_ROWS", 7)
-    ledger = Ledger(str(tmp_path / "ledger.json"))
-    with ledger.update() as current:
-        for number in range(40):
-            entry = _entry("+479999%04d" % (number % 20))
-            entry.principal = "client:c%d" % (number // 20)
-            current[entry.key] = entry
-    assert ledger.count() == 40
-    assert sorted(entry.key for entry in ledger.find()) == sorted(ledger.read())
-    assert len(list(ledger.find(principal="client:c1"))) == 20
-    assert [entry.principal for entry in ledger.find(phone_number="+4799990003")] == ["client:c0", "client:c1"]
-    assert list(ledger.find(endpoint="elsewhere:443")) == []
-    # The caller may change the ledger while it iterates: every page is a statement of its own.
-    seen = 0
-    for entry in ledger.find(principal="client:c0"):
-        with ledger.update([entry.key]) as current:
-            current[entry.key].last_error = "seen"
-        seen += 1
-    assert seen == 20
-    assert sum(1 for entry in ledger.find() if entry.last_error == "seen") == 20
-
-
-def test_a_missing_ledger_reads_as_empty_and_is_not_created(tmp_path):
-    ledger = Ledger(str(tmp_path / "state" / "ledger.json"))
-    assert ledger.read() == {} and ledger.get(["x"]) == {} and list(ledger.find()) == []
-    assert ledger.count() == 0 and ledger.failing(10) == (0, [])
-    assert ledger.states(0.0, 1 / 3.0) == (0, {"live": 0, "expiring": 0, "lapsed": 0, "error": 0}, None)
+def test_a_missing_ledger_is_not_created_by_reading_it(tmp_path):
+    ledger = SqliteLedger(str(tmp_path / "state" / "ledger.json"))
+    assert ledger.read() == {} and ledger.count() == 0 and not ledger.holds("api.example:443", "client:c1")
     assert not os.path.exists(str(tmp_path / "state"))
 
 
-def test_expiring_pages_in_expiry_order_from_a_position(tmp_path):
-    ledger = Ledger(str(tmp_path / "ledger.json"))
-    with ledger.update() as current:
-        for number, upserted_at in enumerate([500.0, 100.0, 300.0, 100.0, 900.0, None, 200.0]):
-            entry = _entry("+479999%04d" % number, upserted_at=upserted_at)
-            current[entry.key] = entry
-        pending = _entry("+4799998000", upserted_at=0.0)
-        pending.delete_pending = True
-        other = _entry("+4799998001", upserted_at=0.0)
-        other.principal = "client:other"
-        tried = _entry("+4799998002", upserted_at=0.0)
-        tried.last_attempt_at = 5000.0
-        for entry in (pending, other, tried):
-            current[entry.key] = entry
-
-    def numbers(limit, **kwargs):
-        found, position = [], None
-        while True:
-            page, position = ledger.expiring("api.example:443", "client:c1", limit, after=position, **kwargs)
-            if not page:
-                return found
-            assert len(page) <= limit
-            found.extend(entry.registration.phone_number for _key, entry in page)
-
-    # Never confirmed first, then by expiry (ties by key); not another's, not pending a delete.
-    order = ["+4799990005", "+4799998002", "+4799990001", "+4799990003", "+4799990006", "+4799990002",
-             "+4799990000", "+4799990004"]
-    assert numbers(2) == order and numbers(3) == order and numbers(100) == order
-    # Not attempted since 5000: the one tried then is left out.
-    assert numbers(2, untried_since=5000.0) == [number for number in order if number != "+4799998002"]
-    # Those whose expiry less half their TTL is at 2000 or before: expiry at 3800 or before.
-    assert numbers(2, before=2000.0, lead=0.5, default_ttl=3600.0, longest_ttl=3600.0) == order[:5]
+def test_the_default_ledger_is_one_file_per_user_and_an_earlier_default_is_still_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ledger_facade, "STATE_DIR", str(tmp_path / "var-lib"))
+    user = str(tmp_path / "home" / ".local" / "state" / "wgtwo.sipbreakout")
+    root = str(tmp_path / "var-lib")
+    # Nothing yet: root's in the state directory the roles use, any other user's in their own.
+    assert ledger_facade.default_ledger_path(euid=0) == os.path.join(root, "ledger.sqlite")
+    assert ledger_facade.default_ledger_path(euid=1000) == os.path.join(user, "ledger.sqlite")
+    # An earlier default (ledger.json) is used while the new one does not exist.
+    os.makedirs(user)
+    open(os.path.join(user, "ledger.json"), "w").close()
+    assert ledger_facade.default_ledger_path(euid=1000) == os.path.join(user, "ledger.json")
+    assert ledger_facade.default_ledger_path(euid=0) == os.path.join(user, "ledger.json")
+    os.makedirs(root)
+    open(os.path.join(root, "ledger.json"), "w").close()
+    assert ledger_facade.default_ledger_path(euid=0) == os.path.join(root, "ledger.json")
+    open(os.path.join(root, "ledger.sqlite"), "w").close()
+    assert ledger_facade.default_ledger_path(euid=0) == os.path.join(root, "ledger.sqlite")
+    # The module and the keepalive resolve it alike.
+    assert ledger_facade.open_ledger({}).path == ledger_facade.default_ledger_path()

@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A JSON ledger of earlier versions becomes the SQLite ledger on first use: every fact kept, once, with a backup.
+"""A JSON ledger of earlier versions becomes the SQLite ledger on first use: every fact kept, once, with a backup;
+an SQLite ledger of format 2 (before scopes and claims) is upgraded in place.
 
 The JSON ledger is fixtures/ledger-v1.json, written by the registration module of the version before the SQLite
-ledger against the emulator (fixtures/make_ledger_v1.py says how).
+ledger against the emulator (fixtures/make_ledger_v1.py says how). fixtures/ledger-v2.sqlite is that file as the
+collection of format 2 (commit 8059ba2) converted it, its WAL checkpointed into the file.
 """
 
 import fcntl
@@ -18,9 +20,10 @@ import pytest
 
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils import ledger_migration
 from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.errors import LedgerError
-from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import Ledger
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger_sqlite import SqliteLedger
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ledger-v1.json")
+FIXTURE_V2 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ledger-v2.sqlite")
 FIELDS = ("phone_number", "sip_uri", "route_type", "mobile_originating_prefix", "mobile_terminating_prefix")
 
 
@@ -53,7 +56,7 @@ def _columns(path):
 def test_every_fact_of_a_v1_ledger_is_carried_over_and_the_json_kept(tmp_path):
     path = _v1(tmp_path)
     content, v1 = _fixture()
-    entries = Ledger(path).read()
+    entries = SqliteLedger(path).read()
 
     assert sorted(entries) == sorted(v1) and len(v1) == 6
     for key, old in v1.items():
@@ -87,9 +90,36 @@ def test_every_fact_of_a_v1_ledger_is_carried_over_and_the_json_kept(tmp_path):
     assert leftovers == []
 
 
+def test_a_format_2_ledger_is_upgraded_in_place_with_every_fact_in_the_default_scope(tmp_path):
+    path = str(tmp_path / "ledger.sqlite")
+    shutil.copyfile(FIXTURE_V2, path)
+    os.chmod(path, 0o600)
+    before = _columns(path)
+    _content, v1 = _fixture()
+    assert sorted(before) == sorted(v1)
+
+    entries = SqliteLedger(path).read()
+
+    after = _columns(path)
+    assert sorted(after) == sorted(before) == sorted(entries)
+    for key, row in before.items():
+        assert dict((name, after[key][name]) for name in row) == row  # every column of format 2, unchanged
+        assert after[key]["scope"] == "default"
+        assert (after[key]["unconfirmed"], after[key]["claimed_by"], after[key]["claimed_until"]) == (0, None, None)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")) == [
+            "registrations"]
+    finally:
+        conn.close()
+    # Another scope of the same file sees none of them.
+    assert SqliteLedger(path, scope="cluster-a").read() == {}
+
+
 def test_it_is_converted_once(tmp_path, monkeypatch):
     path = _v1(tmp_path)
-    ledger = Ledger(path)
+    ledger = SqliteLedger(path)
     with ledger.update() as entries:
         entries.pop(next(iter(sorted(entries))))
     ledger.close()
@@ -99,7 +129,7 @@ def test_it_is_converted_once(tmp_path, monkeypatch):
         raise AssertionError("converted a second time")
 
     monkeypatch.setattr(ledger_migration, "migrate", again)
-    assert len(Ledger(path).read()) == 5  # the database, with the change made after the conversion
+    assert len(SqliteLedger(path).read()) == 5  # the database, with the change made after the conversion
     after = os.stat(path + ".json-v1.bak")
     assert (after.st_ino, after.st_mtime) == (backup.st_ino, backup.st_mtime)
 
@@ -122,7 +152,7 @@ def test_a_conversion_that_fails_midway_leaves_the_json_ledger(tmp_path, monkeyp
     else:
         monkeypatch.setattr(ledger_migration, step, crash)
     with pytest.raises(KeyboardInterrupt):
-        Ledger(path).read()
+        SqliteLedger(path).read()
     monkeypatch.undo()
 
     with open(path, "rb") as handle:
@@ -130,7 +160,7 @@ def test_a_conversion_that_fails_midway_leaves_the_json_ledger(tmp_path, monkeyp
     assert [name for name in os.listdir(os.path.dirname(path)) if name.startswith(".")] == []
     assert os.path.exists(path + ".json-v1.bak") == (step == "rename")
     # The next use converts it.
-    assert len(Ledger(path).read()) == 6
+    assert len(SqliteLedger(path).read()) == 6
     with open(path + ".json-v1.bak", "rb") as handle:
         assert handle.read() == content
 
@@ -140,7 +170,7 @@ def test_a_killed_conversions_temporary_database_is_removed(tmp_path):
     leftover = os.path.join(os.path.dirname(path), ".ledger.json.migrating-abc123")
     with open(leftover, "wb") as handle:
         handle.write(b"SQLite format 3\x00 half written")
-    assert len(Ledger(path).read()) == 6
+    assert len(SqliteLedger(path).read()) == 6
     assert not os.path.exists(leftover)
 
 
@@ -153,7 +183,7 @@ def test_it_waits_for_a_writer_of_an_earlier_version(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(LedgerError) as caught:
-            Ledger(path, lock_timeout=0.3).read()
+            SqliteLedger(path, lock_timeout=0.3).read()
         assert "ledger.json.lock stayed locked" in str(caught.value)
     finally:
         os.close(fd)
