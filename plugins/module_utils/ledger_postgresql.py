@@ -467,7 +467,7 @@ class PostgresqlLedger(LedgerStore):
     def owners(self):
         rows = self._query('SELECT endpoint, principal, COUNT(*) FROM %s WHERE scope = %%s GROUP BY endpoint, '
                            'principal ORDER BY endpoint COLLATE "C", principal COLLATE "C"' % TABLE, (self.scope,))
-        return [(endpoint, principal, count) for endpoint, principal, count in rows]
+        return list(rows)
 
     def owner_summary(self, endpoint, principal, now):
         rows = self._query("SELECT SUM(CASE WHEN expires_at IS NULL OR expires_at <= %%s THEN 1 ELSE 0 END), "
