@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the molecule scenarios need on the machine that runs them: podman with runc (crun
-# fails here), debootstrap for the image, SIPp (sip-tester) for the test peers. Idempotent: apt runs only when a
-# package is missing.
+# fails here), debootstrap for the image, SIPp (sip-tester) and baresip (baresip-core, a SIP user agent with its own
+# RFC 3263 routing) for the test peers. Idempotent: apt runs only when a package is missing.
 set -euo pipefail
 # shellcheck source=hack/molecule/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-packages=(podman runc debootstrap sip-tester)
+packages=(podman runc debootstrap sip-tester baresip-core)
 missing=()
 for package in "${packages[@]}"; do
     status="$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)"

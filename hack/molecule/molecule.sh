@@ -15,6 +15,8 @@ collections="$("$HACK_MOLECULE_DIR/podman-collection.sh")"
 
 molecule="${MOLECULE:-${SIPBREAKOUT_ROOT}/.venv/bin/molecule}"
 [ -x "$molecule" ] || molecule="$(command -v molecule)" || die "molecule not found; install the dev requirements"
+# Absolute, since its directory goes on PATH and molecule runs ansible-playbook from other directories.
+molecule="$(realpath "$molecule")"
 
 # molecule runs ansible-config, ansible-playbook... from PATH: use the ones beside molecule.
 PATH="$(dirname "$molecule"):$PATH"

@@ -36,8 +36,9 @@ options:
       - The host's variables, keyed by their names.
       - Recognised keys are C(sipbreakout_sip_uri), C(sipbreakout_mobile_originating_prefix),
         C(sipbreakout_mobile_terminating_prefix), C(sipbreakout_registrations), C(sipbreakout_registrations_file)
-        (a path on the controller; empty for none), C(sipbreakout_core_sources), C(sipbreakout_backends) and
-        C(sipbreakout_core_uri). Other keys are ignored.
+        (a path on the controller; empty for none), C(sipbreakout_core_sources), C(sipbreakout_backends),
+        C(sipbreakout_core_uri) (one C(sips:) URI or a list of them) and C(sipbreakout_edge_core_names). Other keys
+        are ignored.
     type: dict
     required: true
 """
@@ -136,18 +137,31 @@ _value:
     backends:
       description:
         - C(sipbreakout_backends), each with C(uri) (as given), C(host), C(port) (C(None) if not given) and
-          C(transport) (C(udp), C(tcp) or C(tls)).
+          C(transport) (C(udp) or C(tcp); the edge reaches no backend over TLS).
+      type: list
+      elements: dict
+    core_uris:
+      description:
+        - Every address of C(sipbreakout_core_uri) in order, normalised, each with C(uri), C(host) and C(port)
+          (C(None) when it names none, and the core is then found by DNS SRV).
       type: list
       elements: dict
     core_uri:
-      description: C(sipbreakout_core_uri) normalised, or C(None).
+      description: The first address of C(sipbreakout_core_uri) normalised, or C(None).
       type: str
     core_host:
-      description: The host part of C(sipbreakout_core_uri), or C(None).
+      description: The host part of the first address of C(sipbreakout_core_uri), or C(None).
       type: str
     core_port:
-      description: The port of C(sipbreakout_core_uri), or C(None) when it names none (the core is then found by DNS SRV).
+      description: The port of the first address of C(sipbreakout_core_uri), or C(None) when it names none.
       type: int
+    core_names:
+      description:
+        - The names the core's TLS certificate may carry, lower case, without repetition, from
+          C(sipbreakout_edge_core_names), or when that is empty the host of every address of
+          C(sipbreakout_core_uri).
+      type: list
+      elements: str
 """
 
 import ipaddress
@@ -173,7 +187,7 @@ FILE_VARIABLE = "sipbreakout_registrations_file"
 
 _REGISTRATION_KEYS = frozenset(
     ("phone_number", "route_type", "sip_uri", "mobile_originating_prefix", "mobile_terminating_prefix", "state"))
-# sip:HOST[:PORT][;transport=udp|tcp|tls], HOST a DNS name, an IPv4 address or a bracketed IPv6 address.
+# sip:HOST[:PORT][;transport=udp|tcp], HOST a DNS name, an IPv4 address or a bracketed IPv6 address.
 _BACKEND = re.compile(
     r"^(?P<scheme>sips?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
     r"(?P<params>(?:;[A-Za-z0-9_.!~*'()%-]+(?:=[A-Za-z0-9_.!~*'()%-]+)?)*)$")
@@ -370,15 +384,20 @@ def _backends(plan, backends):
         where = "sipbreakout_backends[%d]" % index
         match = _BACKEND.match(to_text(backend)) if isinstance(backend, string_types) else None
         if not match or not _valid_host(match.group("host")):
-            plan.problem(where, "'%s' is not a SIP URI of the form sip:HOST[:PORT][;transport=udp|tcp|tls]"
+            plan.problem(where, "'%s' is not a SIP URI of the form sip:HOST[:PORT][;transport=udp|tcp]"
                          % (backend,))
             continue
         params = dict(
             (name.lower(), value.lower())
             for name, _sep, value in (param.partition("=") for param in match.group("params").split(";")[1:]))
         transport = params.get("transport", "tls" if match.group("scheme") == "sips" else "udp")
-        if transport not in ("udp", "tcp", "tls"):
-            plan.problem(where, "'%s' has transport '%s'; one of udp, tcp, tls" % (backend, transport))
+        if transport == "tls":
+            # The TLS listener and profiles are the core's: a backend there would need the core's CA and name.
+            plan.problem(where, "'%s' asks for TLS; the edge reaches backends over UDP or TCP only "
+                                "(sip:HOST[:PORT][;transport=tcp])" % (backend,))
+            continue
+        if transport not in ("udp", "tcp"):
+            plan.problem(where, "'%s' has transport '%s'; one of udp, tcp" % (backend, transport))
             continue
         port = match.group("port")
         if port is not None and not 0 < int(port) < 65536:
@@ -386,6 +405,55 @@ def _backends(plan, backends):
             continue
         result.append(dict(uri=to_text(backend), host=match.group("host"),
                            port=int(port) if port is not None else None, transport=transport))
+    return result
+
+
+def _core_uris(plan, value):
+    """sipbreakout_core_uri: one sips: URI, or a list of them in the order the edge tries them."""
+    if isinstance(value, list):
+        if not value:
+            plan.problem("sipbreakout_core_uri", "is an empty list; give the core's sips: URI, or a list of them")
+            return []
+        entries = [("sipbreakout_core_uri[%d]" % index, item) for index, item in enumerate(value)]
+    else:
+        entries = [("sipbreakout_core_uri", value)]
+    result = []
+    for where, item in entries:
+        uri = plan.sip_uri(where, item)
+        if not uri:
+            continue
+        if uri in [entry["uri"] for entry in result]:
+            plan.problem(where, "%s is already in the list" % uri)
+            continue
+        host = sip_uri_host(uri)
+        port = uri[len("sips:" + host):].lstrip(":")
+        result.append(dict(uri=uri, host=host, port=int(port) if port else None))
+    return result
+
+
+def _core_names(plan, names, core_uris):
+    """The names the core's certificate may carry: as given, or the hosts of the core's addresses."""
+    if names in (None, "", []):
+        names = [entry["host"] for entry in core_uris]
+    elif not isinstance(names, list):
+        plan.problem("sipbreakout_edge_core_names", "must be a list of names such as 'sbc.operator.example'")
+        return []
+    result = []
+    for index, name in enumerate(names):
+        text = to_text(name).strip().lower() if isinstance(name, string_types) else ""
+        # An IPv6 host of a URI comes in brackets; a certificate names the address without.
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        try:
+            text = str(ipaddress.ip_address(text))
+        except ValueError:
+            bare = text[2:] if text.startswith("*.") else text
+            if not bare or "*" in bare or ":" in bare or not _valid_host(bare):
+                plan.problem("sipbreakout_edge_core_names[%d]" % index,
+                             "'%s' is not a DNS name, '*.DOMAIN' or an IP address" % (name,))
+                continue
+        if text not in result:
+            result.append(text)
     return result
 
 
@@ -405,7 +473,7 @@ def pbx_plan(variables):
     plan = _Plan()
     result = dict(sip_uri=None, registrations=[], registrations_file=None, present_numbers=[], sip_uri_hosts=[],
                   mobile_originating_prefixes=[], mobile_terminating_prefixes=[], prefixes=[], core_sources=[], backends=[],
-                  core_uri=None, core_host=None, core_port=None)
+                  core_uris=[], core_uri=None, core_host=None, core_port=None, core_names=[])
 
     if "sipbreakout_sip_uri" in variables:
         result["sip_uri"] = plan.sip_uri("sipbreakout_sip_uri", variables["sipbreakout_sip_uri"])
@@ -464,11 +532,12 @@ def pbx_plan(variables):
     if "sipbreakout_backends" in variables:
         result["backends"] = _backends(plan, variables["sipbreakout_backends"])
     if "sipbreakout_core_uri" in variables:
-        result["core_uri"] = plan.sip_uri("sipbreakout_core_uri", variables["sipbreakout_core_uri"])
-        if result["core_uri"]:
-            result["core_host"] = sip_uri_host(result["core_uri"])
-            port = result["core_uri"][len("sips:" + result["core_host"]):].lstrip(":")
-            result["core_port"] = int(port) if port else None
+        result["core_uris"] = _core_uris(plan, variables["sipbreakout_core_uri"])
+        if result["core_uris"]:
+            first = result["core_uris"][0]
+            result["core_uri"], result["core_host"], result["core_port"] = first["uri"], first["host"], first["port"]
+    if "sipbreakout_edge_core_names" in variables:
+        result["core_names"] = _core_names(plan, variables["sipbreakout_edge_core_names"], result["core_uris"])
 
     result["problems"] = plan.problems
     return result

@@ -20,7 +20,7 @@ GOOD = {
         {"phone_number": "+4799990003", "route_type": "loop_mt", "mobile_terminating_prefix": "33"},
     ],
     "sipbreakout_core_sources": ["54.72.237.8/32", "52.209.193.98", "2001:db8::/32"],
-    "sipbreakout_backends": ["sip:10.0.0.5:5060", "sip:pbx.internal;transport=TCP", "sips:[2001:db8::5]:5061"],
+    "sipbreakout_backends": ["sip:10.0.0.5:5060", "sip:pbx.internal;transport=TCP", "sip:[2001:db8::5]:5061"],
     "sipbreakout_core_uri": "sips:sbc.example.net:5061",
 }
 
@@ -58,7 +58,7 @@ def test_good_variables_come_back_normalised():
     assert plan["backends"] == [
         dict(uri="sip:10.0.0.5:5060", host="10.0.0.5", port=5060, transport="udp"),
         dict(uri="sip:pbx.internal;transport=TCP", host="pbx.internal", port=None, transport="tcp"),
-        dict(uri="sips:[2001:db8::5]:5061", host="[2001:db8::5]", port=5061, transport="tls"),
+        dict(uri="sip:[2001:db8::5]:5061", host="[2001:db8::5]", port=5061, transport="udp"),
     ]
     assert (plan["core_uri"], plan["core_host"], plan["core_port"]) == (
         "sips:sbc.example.net:5061", "sbc.example.net", 5061)
@@ -74,6 +74,27 @@ def test_longest_prefix_first():
 def test_core_uri_without_port():
     plan = pbx_plan({"sipbreakout_core_uri": "sips:sbc.example.net"})
     assert (plan["core_host"], plan["core_port"], plan["problems"]) == ("sbc.example.net", None, [])
+
+
+def test_the_core_uri_may_list_several_addresses_tried_in_order():
+    plan = pbx_plan({"sipbreakout_core_uri": ["SIPS:sbc1.example.net:5061", "sips:192.0.2.7"],
+                     "sipbreakout_edge_core_names": []})
+    assert plan["problems"] == []
+    assert plan["core_uris"] == [dict(uri="sips:sbc1.example.net:5061", host="sbc1.example.net", port=5061),
+                                 dict(uri="sips:192.0.2.7", host="192.0.2.7", port=None)]
+    # The first address is the one a single URI gave before.
+    assert (plan["core_uri"], plan["core_host"], plan["core_port"]) == (
+        "sips:sbc1.example.net:5061", "sbc1.example.net", 5061)
+    # Without names of its own, the core's certificate must name the host of one of its addresses.
+    assert plan["core_names"] == ["sbc1.example.net", "192.0.2.7"]
+
+
+def test_the_names_of_the_core_when_given():
+    plan = pbx_plan({"sipbreakout_core_uri": "sips:sbc.example.net",
+                     "sipbreakout_edge_core_names": ["SBC.Operator.example", "*.operator.example", "[2001:db8::0:1]",
+                                                     "sbc.operator.example"]})
+    assert plan["problems"] == []
+    assert plan["core_names"] == ["sbc.operator.example", "*.operator.example", "2001:db8::1"]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -148,6 +169,21 @@ def test_core_uri_without_port():
      "sipbreakout_backends[0]: 'sip:300.1.1.1' is not a SIP URI"),
     (dict(sipbreakout_core_uri="sip:sbc.example.net"),
      "sipbreakout_core_uri: 'sip:sbc.example.net' is not secure SIP"),
+    (dict(sipbreakout_core_uri=[]), "sipbreakout_core_uri: is an empty list"),
+    (dict(sipbreakout_core_uri=["sips:sbc1.example.net", "sip:sbc2.example.net"]),
+     "sipbreakout_core_uri[1]: 'sip:sbc2.example.net' is not secure SIP"),
+    (dict(sipbreakout_core_uri=["sips:sbc1.example.net", "SIPS:SBC1.example.net"]),
+     "sipbreakout_core_uri[1]: sips:sbc1.example.net is already in the list"),
+    (dict(sipbreakout_backends=["sips:10.0.0.5"]),
+     "sipbreakout_backends[0]: 'sips:10.0.0.5' asks for TLS; the edge reaches backends over UDP or TCP only"),
+    (dict(sipbreakout_backends=["sip:10.0.0.5;transport=TLS"]),
+     "sipbreakout_backends[0]: 'sip:10.0.0.5;transport=TLS' asks for TLS"),
+    (dict(sipbreakout_edge_core_names=["sbc..example"]),
+     "sipbreakout_edge_core_names[0]: 'sbc..example' is not a DNS name, '*.DOMAIN' or an IP address"),
+    (dict(sipbreakout_edge_core_names=["a.*.example"]),
+     "sipbreakout_edge_core_names[0]: 'a.*.example' is not a DNS name"),
+    (dict(sipbreakout_edge_core_names="sbc.example.net"),
+     "sipbreakout_edge_core_names: must be a list of names"),
 ])
 def test_problems_name_the_variable(changes, message):
     problems = pbx_plan(with_changes(**changes))["problems"]
