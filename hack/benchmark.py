@@ -202,6 +202,32 @@ def process_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
 
 
+def server_cpu(pid):
+    """User + system CPU seconds so far of a server process ``pid`` and its children (PostgreSQL's postmaster: a
+    backend per connection, ended with it): its own, its ended children's, and its live children's, from /proc."""
+    ticks = float(os.sysconf("SC_CLK_TCK"))
+    total = 0.0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "r", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its time is in its parent's children's time
+        if int(name) == pid:
+            total += sum(int(value) for value in fields[11:15]) / ticks
+        elif int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def postmaster_pid(server):
+    """The pid of the test PostgreSQL ``server``'s postmaster (the first line of its postmaster.pid)."""
+    with open(os.path.join(server.data_dir, "postmaster.pid"), "r", encoding="ascii") as handle:
+        return int(handle.readline())
+
+
 def process_peak_rss_mb(pid):
     """Peak resident memory (VmHWM) of process ``pid`` so far, in MB."""
     with open("/proc/%d/status" % pid, "r", encoding="ascii") as handle:
@@ -229,6 +255,7 @@ class Measured:
         self.stderr = stderr
         self.returncode = returncode
         self.emu_cpu = None  # CPU seconds the emulator spent meanwhile
+        self.db_cpu = None  # and the database server, when there is one
 
 
 class Launcher:
@@ -311,6 +338,7 @@ class Bench:
         self.python = sys.executable
         self.token_cache = os.path.join(work, "cache", "tokens.json")
         self.secret = emu.clients[0]["client_secret"]
+        self.database_pid = None  # the PostgreSQL server's, while the rows use it
         self.runs = 0
         self.most_held = 0
         self._digests = {}
@@ -338,11 +366,14 @@ class Bench:
 
     def measure_together(self, runs, stdin_path=None):
         """Every ``(argv, work)`` of ``runs`` started at once by the launcher and run to its end; each Measured
-        carries the emulator's CPU time during the whole group."""
-        before = process_cpu(self.emu.pid)
+        carries the emulator's CPU time during the whole group, and the database server's when one is used."""
+        database = self.database_pid
+        before = process_cpu(self.emu.pid), server_cpu(database) if database else None
         results = self.launcher.measure_together(runs, self.env, stdin_path)
+        emu_cpu = process_cpu(self.emu.pid) - before[0]
+        db_cpu = server_cpu(database) - before[1] if database else None
         for result in results:
-            result.emu_cpu = process_cpu(self.emu.pid) - before
+            result.emu_cpu, result.db_cpu = emu_cpu, db_cpu
         return results
 
     def connection(self, ledger):
@@ -583,7 +614,8 @@ def row(label, count, wall, result=None, rate_wall=None, note="", per_registrati
     rate_wall = rate_wall or wall
     entry = {"label": label, "count": count, "wall": wall, "rate": count / rate_wall,
              "cpu": result.cpu if result else None, "rss": result.max_rss_mb if result else None,
-             "emu_cpu": result.emu_cpu if result else None, "wall_us": None, "cpu_us": None, "note": note}
+             "emu_cpu": result.emu_cpu if result else None, "db_cpu": result.db_cpu if result else None,
+             "wall_us": None, "cpu_us": None, "note": note}
     if per_registration:
         entry["wall_us"] = rate_wall * 1e6 / count
         entry["cpu_us"] = result.cpu * 1e6 / count if result else None
@@ -735,12 +767,16 @@ def measure_postgresql_size(bench, count, path, ledger):
     together = row("keepalive pass, %d workers together" % len(passes), count, max(walls),
                    note="from their start to the last one's end; CPU: both, RSS: the larger")
     together.update(cpu=sum(result.cpu for result, _found in passes), rss=max(result.max_rss_mb for result, _found in
-                                                                             passes), emu_cpu=passes[0][0].emu_cpu)
+                                                                             passes), emu_cpu=passes[0][0].emu_cpu,
+                    db_cpu=passes[0][0].db_cpu)
     together["cpu_us"] = together["cpu"] * 1e6 / count
     rows["keepalive_together"] = together
     one = bench.add_one(count, ledger)
     rows["add_one"] = row("one number added to the full scope", 1, one["result"].wall, one["result"],
                           note="whole module process (phone_number); scope of %d" % count, per_registration=False)
+    for entry in rows.values():
+        if entry["db_cpu"] is not None:
+            entry["note"] += "; PostgreSQL CPU %.2f s" % entry["db_cpu"]
     return rows
 
 
@@ -852,7 +888,7 @@ def render(results, options, emulator_note):
     columns = "%-42s %8s %9s %8s %8s %8s %8s %7s %8s  %s"
     lines = ["", "wgtwo.sipbreakout benchmark, %s" % emulator_note,
              "wall us, CPU us: per registration (the raw client's wall time from its calls only); "
-             "emu CPU s: the emulator's meanwhile",
+             "emu CPU s: the emulator's meanwhile (PostgreSQL CPU, in the notes: the database server's)",
              columns % ("", "n", "wall s", "reg/s", "CPU s", "wall us", "CPU us", "RSS MB", "emu CPU", "note")]
     for result in results:
         lines.append("-- %s" % result["title"])
@@ -971,7 +1007,11 @@ def measure_all(bench, options, progress):
         if server is not None:
             with server.database() as dbname:
                 ledger = dict(ledger_store="postgresql", ledger_conninfo=server.conninfo(dbname), ledger_scope=SCOPE)
-                rows = measure_postgresql_size(bench, count, path, ledger)
+                bench.database_pid = postmaster_pid(server)
+                try:
+                    rows = measure_postgresql_size(bench, count, path, ledger)
+                finally:
+                    bench.database_pid = None
             results.append(dict(kind="postgresql", count=count, latency_ms=0, rows=rows,
                                 targets=postgresql_verdicts(rows, count),
                                 title="%d registrations from a file, PostgreSQL ledger (scope %s of a database of its "
