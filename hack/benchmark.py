@@ -4,7 +4,7 @@
 """Throughput of the registration module against the project's emulator, measured in one run (`make benchmark`).
 
     python hack/benchmark.py [--sizes 1000,10000] [--latency-ms 30] [--file-sizes 10000,100000] [--million]
-                             [--json FILE]
+                             [--no-postgresql] [--json FILE]
 
 Starts one fresh emulator, then for each of ``--sizes``, once without and once with injected latency, measures:
 
@@ -47,13 +47,28 @@ registration_info
 one number added
     the module with one ``phone_number`` as its own process, against the full ledger: the whole task.
 
-The smallest file size is the baseline the others' cost per registration is compared with.
+The smallest file size is the baseline the others' cost per registration is compared with. Then, for each file
+size, the rows of the PostgreSQL ledger store (``--no-postgresql`` leaves them out), on a scope of a new database of
+the test PostgreSQL (``make postgresql``; tests/postgresql_support.py), with the database server's CPU time:
+
+raw client
+    again, minutes after the first, for the ratios of this section.
+file task
+    as above, into the empty scope.
+keepalive pass, 1 worker
+    every entry of the scope made due through the store, then ``--once`` (not ``--force``d) as its own process.
+keepalive pass, 2 workers
+    every entry made due again, then two such processes started together: each one's share (its health file's
+    ``refreshed``), rate and peak RSS, and both together; their shares must add up to the scope.
+one number added
+    as above, to the full scope.
 
 A scaled row comes from two samples of different sizes: their difference gives the per-item cost, the rest is
 start-up, and the row is start-up + size x per-item cost. Wall time is the process's; CPU time (user + system)
 and peak memory (ru_maxrss) come from ``wait4`` on it and include its children (ansible-playbook's workers and
 modules). The emulator's CPU time during each run is read from /proc. Every run is checked at the emulator (what
-it holds, by count and by a digest of the keys, and how often each was upserted) and from the module's result.
+it holds, by count and by a digest of the keys, and how often each was upserted), from the module's result, and by
+the ledger's count through the collection's own store.
 """
 
 import argparse
@@ -763,12 +778,11 @@ def measure_postgresql_size(bench, count, path, ledger):
                                         result.wall, result, per_registration=bool(found["refreshed"]),
                                         note="its share: %.0f%% of the %d, started together"
                                         % (found["refreshed"] * 100.0 / count, count))
-    walls = [result.wall for result, _found in passes]
-    together = row("keepalive pass, %d workers together" % len(passes), count, max(walls),
+    measured = [result for result, _found in passes]
+    together = row("keepalive pass, %d workers together" % len(passes), count, max(one.wall for one in measured),
                    note="from their start to the last one's end; CPU: both, RSS: the larger")
-    together.update(cpu=sum(result.cpu for result, _found in passes), rss=max(result.max_rss_mb for result, _found in
-                                                                             passes), emu_cpu=passes[0][0].emu_cpu,
-                    db_cpu=passes[0][0].db_cpu)
+    together.update(cpu=sum(one.cpu for one in measured), rss=max(one.max_rss_mb for one in measured),
+                    emu_cpu=measured[0].emu_cpu, db_cpu=measured[0].db_cpu)
     together["cpu_us"] = together["cpu"] * 1e6 / count
     rows["keepalive_together"] = together
     one = bench.add_one(count, ledger)
