@@ -520,11 +520,10 @@ class Bench:
 
     def keepalive(self, count, ledger, workers=1, force=True):
         """A keepalive pass (``--once``, ``force``d or of what is due) over ``ledger`` by ``workers`` processes started
-        at once, each with its own config,
-        health and metrics files (and, on a shared store, its own local copy of the scope). Every entry must be
-        refreshed exactly once at the emulator, and the workers' shares (``refreshed`` in their health files) must
-        add up to ``count``. Returns, per worker, its measure, and its share, its metrics file's series and bytes
-        and its health file."""
+        at once, each with its own config, health and metrics files (and, on a shared store, its own local copy of
+        the scope). Every entry must be refreshed exactly once at the emulator, and the workers' shares
+        (``refreshed`` in their health files) must add up to ``count``. Returns, per worker, its measure, and its
+        share, its metrics file's series and bytes and its health file."""
         shared = ledger_options(ledger).get("ledger_store") == "postgresql"
         runs, files = [], []
         for worker in range(workers):
@@ -1007,7 +1006,7 @@ def measure_all(bench, options, progress):
                                                                 if latency_ms else "no latency")))
             progress("%d registrations, %d ms latency" % (count, latency_ms))
     baseline = None
-    server = test_postgresql() if options.file_sizes and not options.no_postgresql else None
+    server = postgresql_server() if options.file_sizes and not options.no_postgresql else None
     for count in options.file_sizes:
         path = os.path.join(bench.work, "registrations-%d.csv" % count)
         write_registrations_file(path, count)
@@ -1035,7 +1034,7 @@ def measure_all(bench, options, progress):
     return results
 
 
-def test_postgresql():
+def postgresql_server():
     """The test PostgreSQL (`make postgresql`) the PostgreSQL rows use, a database of their own in it per size."""
     from ansible_collections.wgtwo.sipbreakout.tests import postgresql_support  # pylint: disable=import-outside-toplevel
 
