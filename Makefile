@@ -95,7 +95,7 @@ help:
 	  make release-check   install the release tarball into an empty path: ansible-doc of everything, integration tests
 	  make molecule        molecule test --all (podman; image and containers.podman built locally)
 	  make lint            ansible-lint, production profile
-	  make benchmark       bulk task vs raw client vs per-item loop (1,000, 10,000), a file of 10,000 and 100,000 (BENCHMARK_ARGS=--million: 1,000,000 too)
+	  make benchmark       bulk task vs raw client vs per-item loop (1,000, 10,000), a file of 10,000 and 100,000 on SQLite and on the test PostgreSQL (BENCHMARK_ARGS=--million: 1,000,000 too)
 	  make changelog-lint  antsibull-changelog lint of the fragments and changelog.yaml
 	  make ee-check        ansible-builder: introspect, and a build context from extensions/awx/execution-environment.yml
 	  make docs-check      lint the plugin docs; fail if the doc fragments, docs/reference/ or docs/troubleshooting.md are stale
@@ -338,7 +338,7 @@ molecule: venv
 # Demo and housekeeping
 
 .PHONY: benchmark
-benchmark: venv dev-link
+benchmark: venv dev-link postgresql
 	@$(call banner,benchmark: hack/benchmark.py against a fresh emulator)
 	"$(BIN)/python" "$(ROOT)/hack/benchmark.py" $(BENCHMARK_ARGS)
 

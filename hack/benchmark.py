@@ -4,7 +4,7 @@
 """Throughput of the registration module against the project's emulator, measured in one run (`make benchmark`).
 
     python hack/benchmark.py [--sizes 1000,10000] [--latency-ms 30] [--file-sizes 10000,100000] [--million]
-                             [--json FILE]
+                             [--no-postgresql] [--json FILE]
 
 Starts one fresh emulator, then for each of ``--sizes``, once without and once with injected latency, measures:
 
@@ -47,21 +47,36 @@ registration_info
 one number added
     the module with one ``phone_number`` as its own process, against the full ledger: the whole task.
 
-The smallest file size is the baseline the others' cost per registration is compared with.
+The smallest file size is the baseline the others' cost per registration is compared with. Then, for each file
+size, the rows of the PostgreSQL ledger store (``--no-postgresql`` leaves them out), on a scope of a new database of
+the test PostgreSQL (``make postgresql``; tests/postgresql_support.py), with the database server's CPU time:
+
+raw client
+    again, minutes after the first, for the ratios of this section.
+file task
+    as above, into the empty scope.
+keepalive pass, 1 worker
+    every entry of the scope made due through the store, then ``--once`` (not ``--force``d) as its own process.
+keepalive pass, 2 workers
+    every entry made due again, then two such processes started together: each one's share (its health file's
+    ``refreshed``), rate and peak RSS, and both together; their shares must add up to the scope.
+one number added
+    as above, to the full scope.
 
 A scaled row comes from two samples of different sizes: their difference gives the per-item cost, the rest is
 start-up, and the row is start-up + size x per-item cost. Wall time is the process's; CPU time (user + system)
 and peak memory (ru_maxrss) come from ``wait4`` on it and include its children (ansible-playbook's workers and
 modules). The emulator's CPU time during each run is read from /proc. Every run is checked at the emulator (what
-it holds, by count and by a digest of the keys, and how often each was upserted) and from the module's result.
+it holds, by count and by a digest of the keys, and how often each was upserted), from the module's result, and by
+the ledger's count through the collection's own store.
 """
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -80,6 +95,10 @@ TARGETS = {"bulk_vs_raw": 0.5, "bulk_vs_loop": 400.0, "bulk_vs_sequential": 50.0
            # Issue 19, stated for 1,000,000: registration_info's summary, and the keepalive's metrics file.
            "info_rss_mb": 100.0, "info_s": 2.0, "metrics_series": 200}
 MILLION = 1000000
+# The keepalive workers that split a pass over a PostgreSQL scope.
+WORKER_NAMES = ("a", "b")
+# The PostgreSQL rows' scope, in a database of their own.
+SCOPE = "benchmark"
 
 LOOP_PLAY = """
 - name: One task per number
@@ -152,10 +171,38 @@ def write_registrations_file(path, count):
             handle.write("%(phone_number)s,%(sip_uri)s,%(route_type)s\n" % reg)
 
 
-def ledger_rows(path):
-    """How many entries the ledger database at ``path`` holds, read from the file."""
-    with contextlib.closing(sqlite3.connect("file:%s?mode=ro" % path, uri=True)) as conn:
-        return conn.execute("SELECT COUNT(*) FROM registrations").fetchone()[0]
+def ledger_options(ledger):
+    """The module's ledger options for ``ledger``: the path of an SQLite ledger, or already a dict of options (a
+    PostgreSQL scope)."""
+    return dict(ledger) if isinstance(ledger, dict) else {"ledger_path": ledger}
+
+
+def ledger_rows(ledger):
+    """How many entries ``ledger`` (as ledger_options() takes it) holds, read through the collection's own store."""
+    from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import open_ledger  # pylint: disable=import-outside-toplevel
+
+    with open_ledger(ledger_options(ledger)) as store:
+        return store.count()
+
+
+def make_due(ledger, seconds_ago=3300.0):
+    """As if every entry of ``ledger`` (as ledger_options() takes it) had last been upserted ``seconds_ago`` (of the
+    emulator's 3600 s): every one is due, and once a worker has refreshed one it is not due again for an hour, so
+    workers that start at slightly different times still split the pass (``--force`` would refresh everything not
+    tried since each one's own start). Written through the store, 10,000 entries per transaction."""
+    from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.ledger import open_ledger  # pylint: disable=import-outside-toplevel
+
+    then = time.time() - seconds_ago
+    with open_ledger(ledger_options(ledger)) as store:
+        keys = []
+        for entry in itertools.chain(store.find(), [None]):
+            if entry is not None:
+                keys.append(entry.key)
+            if keys and (entry is None or len(keys) >= 10000):
+                with store.update(keys) as entries:
+                    for found in entries.values():
+                        found.upserted_at = found.last_attempt_at = then
+                keys = []
 
 
 def upserted_once_more(by_upserts):
@@ -168,6 +215,32 @@ def process_cpu(pid):
     with open("/proc/%d/stat" % pid, "r", encoding="ascii") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def server_cpu(pid):
+    """User + system CPU seconds so far of a server process ``pid`` and its children (PostgreSQL's postmaster: a
+    backend per connection, ended with it): its own, its ended children's, and its live children's, from /proc."""
+    ticks = float(os.sysconf("SC_CLK_TCK"))
+    total = 0.0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "r", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its time is in its parent's children's time
+        if int(name) == pid:
+            total += sum(int(value) for value in fields[11:15]) / ticks
+        elif int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def postmaster_pid(server):
+    """The pid of the test PostgreSQL ``server``'s postmaster (the first line of its postmaster.pid)."""
+    with open(os.path.join(server.data_dir, "postmaster.pid"), "r", encoding="ascii") as handle:
+        return int(handle.readline())
 
 
 def process_peak_rss_mb(pid):
@@ -197,6 +270,7 @@ class Measured:
         self.stderr = stderr
         self.returncode = returncode
         self.emu_cpu = None  # CPU seconds the emulator spent meanwhile
+        self.db_cpu = None  # and the database server, when there is one
 
 
 class Launcher:
@@ -213,17 +287,25 @@ class Launcher:
 
     def measure(self, argv, env, work, stdin_path=None):
         """Run ``argv`` in ``work`` to its end; its stdout and stderr are kept there."""
-        job = {"argv": argv, "env": env, "cwd": work, "stdin": stdin_path,
-               "stdout": os.path.join(work, "stdout"), "stderr": os.path.join(work, "stderr")}
-        self.process.stdin.write((json.dumps(job) + "\n").encode("utf-8"))
+        return self.measure_together([(argv, work)], env, stdin_path)[0]
+
+    def measure_together(self, runs, env, stdin_path=None):
+        """Start every ``(argv, work)`` of ``runs`` at once and run them to their ends; a Measured for each, its
+        wall time from the common start to its own end."""
+        jobs = [{"argv": argv, "env": env, "cwd": work, "stdin": stdin_path, "stdout": os.path.join(work, "stdout"),
+                 "stderr": os.path.join(work, "stderr")} for argv, work in runs]
+        self.process.stdin.write((json.dumps(jobs) + "\n").encode("utf-8"))
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
             raise BenchmarkError("the launcher died")
-        done = json.loads(line.decode("utf-8"))
-        with open(job["stdout"], "rb") as out, open(job["stderr"], "rb") as err:
-            stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
-        return Measured(done["wall"], done["cpu"], done["max_rss_kb"], stdout, stderr, done["returncode"])
+        measured = []
+        for job, done in zip(jobs, json.loads(line.decode("utf-8"))):
+            with open(job["stdout"], "rb") as out, open(job["stderr"], "rb") as err:
+                stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+            measured.append(Measured(done["wall"], done["cpu"], done["max_rss_kb"], stdout, stderr,
+                                     done["returncode"]))
+        return measured
 
     def close(self):
         self.process.stdin.close()
@@ -231,19 +313,31 @@ class Launcher:
 
 
 def launcher():
-    """``--launcher``: one JSON job per line on stdin; wall, CPU and peak RSS from wait4 per line on stdout."""
+    """``--launcher``: a JSON list of jobs per line on stdin, started together; per line on stdout, each one's wall
+    time, CPU time and peak RSS from wait4, in the same order."""
     for line in sys.stdin:
-        job = json.loads(line)
-        with open(job["stdin"] or os.devnull, "rb") as stdin, open(job["stdout"], "wb") as out, \
-                open(job["stderr"], "wb") as err:
+        jobs = json.loads(line)
+        with contextlib.ExitStack() as files:
             started = time.monotonic()
-            process = subprocess.Popen(job["argv"], stdin=stdin, stdout=out, stderr=err,  # pylint: disable=consider-using-with
-                                       env=job["env"], cwd=job["cwd"])
-            _pid, status, usage = os.wait4(process.pid, 0)
-            wall = time.monotonic() - started
-            process.returncode = os.waitstatus_to_exitcode(status)
-        sys.stdout.write(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                                     "max_rss_kb": usage.ru_maxrss, "returncode": process.returncode}) + "\n")
+            running = {}
+            for index, job in enumerate(jobs):
+                stdin = files.enter_context(open(job["stdin"] or os.devnull, "rb"))
+                out = files.enter_context(open(job["stdout"], "wb"))
+                err = files.enter_context(open(job["stderr"], "wb"))
+                process = subprocess.Popen(job["argv"], stdin=stdin, stdout=out, stderr=err,  # pylint: disable=consider-using-with
+                                           env=job["env"], cwd=job["cwd"])
+                running[process.pid] = (index, process)
+            done = [None] * len(jobs)
+            while running:
+                # Whichever ends first, so that each one's wall time is its own.
+                pid, status, usage = os.wait4(-1, 0)
+                if pid not in running:
+                    continue
+                index, process = running.pop(pid)
+                process.returncode = os.waitstatus_to_exitcode(status)
+                done[index] = {"wall": time.monotonic() - started, "cpu": usage.ru_utime + usage.ru_stime,
+                               "max_rss_kb": usage.ru_maxrss, "returncode": process.returncode}
+        sys.stdout.write(json.dumps(done) + "\n")
         sys.stdout.flush()
     return 0
 
@@ -259,6 +353,7 @@ class Bench:
         self.python = sys.executable
         self.token_cache = os.path.join(work, "cache", "tokens.json")
         self.secret = emu.clients[0]["client_secret"]
+        self.database_pid = None  # the PostgreSQL server's, while the rows use it
         self.runs = 0
         self.most_held = 0
         self._digests = {}
@@ -282,15 +377,26 @@ class Bench:
 
     def measure(self, argv, work, stdin_path=None):
         """``argv`` run to its end by the launcher, with the emulator's CPU time meanwhile."""
-        before = process_cpu(self.emu.pid)
-        result = self.launcher.measure(argv, self.env, work, stdin_path)
-        result.emu_cpu = process_cpu(self.emu.pid) - before
-        return result
+        return self.measure_together([(argv, work)], stdin_path)[0]
 
-    def connection(self, ledger_path):
-        return {"api_endpoint": self.emu.grpc_endpoint, "ca_path": self.emu.ca_path, "token_url": self.emu.token_url,
-                "client_id": CLIENT_ID, "client_secret": self.secret, "ledger_path": ledger_path,
-                "token_cache_path": self.token_cache}
+    def measure_together(self, runs, stdin_path=None):
+        """Every ``(argv, work)`` of ``runs`` started at once by the launcher and run to its end; each Measured
+        carries the emulator's CPU time during the whole group, and the database server's when one is used."""
+        database = self.database_pid
+        before = process_cpu(self.emu.pid), server_cpu(database) if database else None
+        results = self.launcher.measure_together(runs, self.env, stdin_path)
+        emu_cpu = process_cpu(self.emu.pid) - before[0]
+        db_cpu = server_cpu(database) - before[1] if database else None
+        for result in results:
+            result.emu_cpu, result.db_cpu = emu_cpu, db_cpu
+        return results
+
+    def connection(self, ledger):
+        """The connection options, and the ledger's: ``ledger`` is an SQLite ledger's path or a dict of ledger
+        options (ledger_options())."""
+        return dict({"api_endpoint": self.emu.grpc_endpoint, "ca_path": self.emu.ca_path,
+                     "token_url": self.emu.token_url, "client_id": CLIENT_ID, "client_secret": self.secret,
+                     "token_cache_path": self.token_cache}, **ledger_options(ledger))
 
     def held(self):
         return self.emu.registrations_summary()["count"]
@@ -342,11 +448,11 @@ class Bench:
         self.check_emulator("raw client", count, upserted_once_more(before) or {"1": count}, upserts, count)
         return dict(result=result, calls_wall=answer["calls_wall"])
 
-    def module(self, args, ledger_path, name):
+    def module(self, args, ledger, name):
         """The module as its own process with ``args`` and the connection options; its parsed result."""
         work = self.run_dir(name)
         args_path = os.path.join(work, "args.json")
-        write_private(args_path, {"ANSIBLE_MODULE_ARGS": dict(self.connection(ledger_path), **args)})
+        write_private(args_path, {"ANSIBLE_MODULE_ARGS": dict(self.connection(ledger), **args)})
         result = self.measure([self.python, "-m", MODULE, args_path], work)
         try:
             output = json.loads(result.stdout)
@@ -356,42 +462,42 @@ class Bench:
             raise BenchmarkError("%s failed: %s" % (name, output.get("msg")))
         return result, output
 
-    def bulk(self, count, ledger_path, concurrency=None, expect="created"):
+    def bulk(self, count, ledger, concurrency=None, expect="created"):
         args = dict(registrations=registrations(count), concurrency=concurrency or self.options.concurrency)
-        return self._many(args, count, ledger_path, "bulk-%d" % count, expect)
+        return self._many(args, count, ledger, "bulk-%d" % count, expect)
 
-    def file_task(self, path, count, ledger_path, expect="created"):
+    def file_task(self, path, count, ledger, expect="created"):
         """The module with ``registrations_file: path`` (registrations(count)); checked like bulk()."""
-        return self._many(dict(registrations_file=path, concurrency=self.options.concurrency), count, ledger_path,
+        return self._many(dict(registrations_file=path, concurrency=self.options.concurrency), count, ledger,
                           "file-%d" % count, expect)
 
-    def _many(self, args, count, ledger_path, name, expect):
+    def _many(self, args, count, ledger, name, expect):
         """A run of ``count`` registrations: ``expect`` is what each must be (created, or unchanged in a re-run);
         every one must have been upserted once (more) at the emulator, and be in the ledger."""
         before = self.emu.registrations_summary()["by_upserts"]
         upserts = self.upserts()
-        result, output = self.module(args, ledger_path, name)
+        result, output = self.module(args, ledger, name)
         if output["summary"][expect] != count or output["changed"] != (expect != "unchanged"):
             raise BenchmarkError("%s: summary %s, changed=%s" % (name, output["summary"], output["changed"]))
         self.check_emulator(name, count, upserted_once_more(before) or {"1": count}, upserts, count)
-        if ledger_rows(ledger_path) != count:
-            raise BenchmarkError("%s: the ledger holds %d entries, not %d" % (name, ledger_rows(ledger_path), count))
+        if ledger_rows(ledger) != count:
+            raise BenchmarkError("%s: the ledger holds %d entries, not %d" % (name, ledger_rows(ledger), count))
         return dict(result=result)
 
-    def add_one(self, count, ledger_path):
+    def add_one(self, count, ledger):
         """One new number (the module's single-registration form) against the ledger of registrations(count): it
         must create exactly that one at the emulator and in the ledger."""
         before = self.emu.registrations_summary()["by_upserts"]
         upserts = self.upserts()
         args = dict(phone_number=phone_number(count), sip_uri=SIP_URI, route_type="loop")
-        result, output = self.module(args, ledger_path, "add-one-%d" % count)
+        result, output = self.module(args, ledger, "add-one-%d" % count)
         if not output["changed"] or output["registration"]["phone_number"] != args["phone_number"]:
             raise BenchmarkError("adding one to %d: changed=%s, registration %s" % (
                 count, output["changed"], output.get("registration")))
         expected = dict(before, **{"1": before.get("1", 0) + 1})
         self.check_emulator("adding one to %d" % count, count + 1, expected, upserts, 1)
-        if ledger_rows(ledger_path) != count + 1:
-            raise BenchmarkError("adding one to %d: the ledger holds %d entries" % (count, ledger_rows(ledger_path)))
+        if ledger_rows(ledger) != count + 1:
+            raise BenchmarkError("adding one to %d: the ledger holds %d entries" % (count, ledger_rows(ledger)))
         return dict(result=result)
 
     def playbook(self, play, regs, ledger_path, name, concurrency=None):
@@ -412,30 +518,53 @@ class Bench:
             raise BenchmarkError("%s: emulator holds %d, not %d" % (name, self.held(), len(regs)))
         return result
 
-    def keepalive(self, count, ledger_path):
-        """One forced keepalive pass over ``ledger_path``; every entry must be refreshed once at the emulator.
-        Returns the measure, and its metrics file's series and bytes and its health file."""
-        work = self.run_dir("keepalive-%d" % count)
-        config = os.path.join(work, "keepalive.json")
-        health = os.path.join(work, "health.json")
-        metrics = os.path.join(work, "metrics", "wgtwo_sipbreakout.prom")
-        os.makedirs(os.path.dirname(metrics))
-        write_private(config, dict(self.connection(ledger_path), health_path=health, metrics_path=metrics,
-                                   concurrency=self.options.concurrency))
+    def keepalive(self, count, ledger, workers=1, force=True):
+        """A keepalive pass (``--once``, ``force``d or of what is due) over ``ledger`` by ``workers`` processes started
+        at once, each with its own config, health and metrics files (and, on a shared store, its own local copy of
+        the scope). Every entry must be refreshed exactly once at the emulator, and the workers' shares
+        (``refreshed`` in their health files) must add up to ``count``. Returns, per worker, its measure, and its
+        share, its metrics file's series and bytes and its health file."""
+        shared = ledger_options(ledger).get("ledger_store") == "postgresql"
+        runs, files = [], []
+        for worker in range(workers):
+            work = self.run_dir("keepalive-%d" % count + ("-%d-of-%d" % (worker + 1, workers) if workers > 1 else ""))
+            config = os.path.join(work, "keepalive.json")
+            health = os.path.join(work, "health.json")
+            metrics = os.path.join(work, "metrics", "wgtwo_sipbreakout.prom")
+            os.makedirs(os.path.dirname(metrics))
+            settings = dict(self.connection(ledger), health_path=health, metrics_path=metrics,
+                            concurrency=self.options.concurrency, batch_size=self.options.batch_size)
+            if shared:
+                settings["ledger_copy_path"] = os.path.join(work, "ledger-copy.sqlite")
+            write_private(config, settings)
+            program = "import sys; from %s import main; sys.exit(main())" % KEEPALIVE
+            runs.append(([self.python, "-c", program, "--config", config, "--once", "-q"] + (["--force"] if force else []),
+                         work))
+            files.append((health, metrics))
+        name = "keepalive pass of %d" % count + (" by %d workers" % workers if workers > 1 else "")
         before = self.emu.registrations_summary()["by_upserts"]
         upserts = self.upserts()
-        program = "import sys; from %s import main; sys.exit(main())" % KEEPALIVE
-        result = self.measure([self.python, "-c", program, "--config", config, "--once", "--force", "-q"], work)
-        if result.returncode != 0:
-            raise BenchmarkError("keepalive pass of %d: exit %d: %s" % (
-                count, result.returncode, result.stderr[-2000:]))
-        self.check_emulator("keepalive pass of %d" % count, count, upserted_once_more(before), upserts, count)
-        with open(metrics, "r", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-        series = [line for line in lines if line and not line.startswith("#")]
-        if "wgtwo_sipbreakout_registrations_live %d" % count not in series:
-            raise BenchmarkError("keepalive pass of %d: its metrics do not count %d live" % (count, count))
-        return result, dict(series=len(series), bytes=os.path.getsize(metrics), health_path=health)
+        results = self.measure_together(runs)
+        for result in results:
+            if result.returncode != 0:
+                raise BenchmarkError("%s: exit %d: %s" % (name, result.returncode, result.stderr[-2000:]))
+        self.check_emulator(name, count, upserted_once_more(before), upserts, count)
+        passes = []
+        for result, (health, metrics) in zip(results, files):
+            with open(health, "r", encoding="utf-8") as handle:
+                refreshed = json.load(handle)["body"]["last_run"]["refreshed"]
+            with open(metrics, "r", encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+            series = [line for line in lines if line and not line.startswith("#")]
+            if "wgtwo_sipbreakout_registrations_live %d" % count not in series:
+                raise BenchmarkError("%s: its metrics do not count %d live" % (name, count))
+            passes.append((result, dict(series=len(series), bytes=os.path.getsize(metrics), health_path=health,
+                                        refreshed=refreshed)))
+        shares = [found["refreshed"] for _result, found in passes]
+        if sum(shares) != count:
+            raise BenchmarkError("%s: the workers' health files say %s refreshed, not %d in all" % (
+                name, " + ".join(str(share) for share in shares), count))
+        return passes
 
     def info(self, count, ledger_path, health_path, listing):
         """registration_info as its own process over ``ledger_path`` of registrations(count): the counts only, or
@@ -499,7 +628,8 @@ def row(label, count, wall, result=None, rate_wall=None, note="", per_registrati
     rate_wall = rate_wall or wall
     entry = {"label": label, "count": count, "wall": wall, "rate": count / rate_wall,
              "cpu": result.cpu if result else None, "rss": result.max_rss_mb if result else None,
-             "emu_cpu": result.emu_cpu if result else None, "wall_us": None, "cpu_us": None, "note": note}
+             "emu_cpu": result.emu_cpu if result else None, "db_cpu": result.db_cpu if result else None,
+             "wall_us": None, "cpu_us": None, "note": note}
     if per_registration:
         entry["wall_us"] = rate_wall * 1e6 / count
         entry["cpu_us"] = result.cpu * 1e6 / count if result else None
@@ -519,20 +649,25 @@ def scaled(label, count, sample):
     return entry
 
 
+def raw_row(bench, count):
+    """The raw client's row for ``count`` registrations against the emulator as it is."""
+    raw = bench.raw(count)
+    return row("raw client, %d in flight" % bench.options.raw_in_flight, count, raw["result"].wall, raw["result"],
+               rate_wall=raw["calls_wall"], note="rate from the %.2f s of calls" % raw["calls_wall"])
+
+
 def measure_size(bench, count, latency_ms, loop, sequential, largest):
     """Every row for one size and latency; the re-run controls only for the largest size."""
     opts = bench.options
     rows = {}
     bench.fresh(latency_ms)
-    raw = bench.raw(count)
-    rows["raw"] = row("raw client, %d in flight" % opts.raw_in_flight, count, raw["result"].wall, raw["result"],
-                      rate_wall=raw["calls_wall"], note="rate from the %.2f s of calls" % raw["calls_wall"])
+    rows["raw"] = raw_row(bench, count)
     bench.fresh(latency_ms)
     ledger = os.path.join(bench.work, "ledger-%d-%d.json" % (count, latency_ms))
     bulk = bench.bulk(count, ledger)
     rows["bulk"] = row("bulk task (module), concurrency %d" % opts.concurrency, count, bulk["result"].wall,
                        bulk["result"], note="whole module process")
-    passed, _metrics = bench.keepalive(count, ledger)
+    [(passed, _metrics)] = bench.keepalive(count, ledger)
     rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
                             note="every registration refreshed, concurrency %d" % opts.concurrency)
     if latency_ms:
@@ -584,17 +719,14 @@ def measure_samples(bench, latency_ms):
     return loop, sequential
 
 
-def measure_file_size(bench, count):
-    """The rows of a large base for one size, without latency: raw client, the file task, its identical re-run,
-    a keepalive pass over its ledger, and one number added to that ledger."""
+def measure_file_size(bench, count, path):
+    """The rows of a large base for one size, without latency, on an SQLite ledger: raw client, the file task of
+    ``path`` (registrations(count)), its identical re-run, a keepalive pass over its ledger, and one number added to
+    that ledger."""
     opts = bench.options
     rows = {}
     bench.fresh(0)
-    raw = bench.raw(count)
-    rows["raw"] = row("raw client, %d in flight" % opts.raw_in_flight, count, raw["result"].wall, raw["result"],
-                      rate_wall=raw["calls_wall"], note="rate from the %.2f s of calls" % raw["calls_wall"])
-    path = os.path.join(bench.work, "registrations-%d.csv" % count)
-    write_registrations_file(path, count)
+    rows["raw"] = raw_row(bench, count)
     ledger = os.path.join(bench.work, "ledger-file-%d.json" % count)
     bench.fresh(0)
     first = bench.file_task(path, count, ledger)
@@ -603,10 +735,10 @@ def measure_file_size(bench, count):
     again = bench.file_task(path, count, ledger, expect="unchanged")
     rows["rerun"] = row("identical re-run of the file", count, again["result"].wall, again["result"],
                         note="changed=false; every registration refreshed")
-    passed, metrics = bench.keepalive(count, ledger)
+    [(passed, metrics)] = bench.keepalive(count, ledger)
     rows["keepalive"] = row("keepalive pass (--once --force)", count, passed.wall, passed,
-                            note="every registration refreshed, batches of 5000; metrics: %d series, %d bytes"
-                            % (metrics["series"], metrics["bytes"]))
+                            note="every registration refreshed, batches of %d; metrics: %d series, %d bytes"
+                            % (opts.batch_size, metrics["series"], metrics["bytes"]))
     rows["keepalive"].update(metrics_series=metrics["series"], metrics_bytes=metrics["bytes"])
     for key, listing, what in (("info", False, "registration_info, counts only"),
                                ("info_list", True, "registration_info, list: true")):
@@ -617,7 +749,47 @@ def measure_file_size(bench, count):
     one = bench.add_one(count, ledger)
     rows["add_one"] = row("one number added to the full ledger", 1, one["result"].wall, one["result"],
                           note="whole module process (phone_number); ledger of %d" % count, per_registration=False)
-    os.remove(path)
+    return rows
+
+
+def measure_postgresql_size(bench, count, path, ledger):
+    """The rows of a large base for one size, without latency, on the PostgreSQL scope ``ledger`` (ledger options,
+    an empty scope): raw client, the file task of ``path``, a keepalive pass over the scope by one worker, then by
+    two at once (each one's share, and both together), and one number added to the full scope."""
+    opts = bench.options
+    rows = {}
+    bench.fresh(0)
+    rows["raw"] = raw_row(bench, count)
+    bench.fresh(0)
+    first = bench.file_task(path, count, ledger)
+    rows["file"] = row("file task (registrations_file)", count, first["result"].wall, first["result"],
+                       note="whole module process, concurrency %d; a CSV file" % opts.concurrency)
+    # Both passes refresh what is due (every registration, made so first), as workers on a schedule do.
+    make_due(ledger)
+    [(passed, _metrics)] = bench.keepalive(count, ledger, force=False)
+    rows["keepalive"] = row("keepalive pass, 1 worker", count, passed.wall, passed,
+                            note="every registration due and refreshed, batches of %d, then its local copy written"
+                            % opts.batch_size)
+    make_due(ledger)
+    passes = bench.keepalive(count, ledger, workers=len(WORKER_NAMES), force=False)
+    for name, (result, found) in zip(WORKER_NAMES, passes):
+        rows["keepalive_" + name] = row("keepalive pass, worker %s of %d" % (name, len(passes)), found["refreshed"],
+                                        result.wall, result, per_registration=bool(found["refreshed"]),
+                                        note="its share: %.0f%% of the %d, started together"
+                                        % (found["refreshed"] * 100.0 / count, count))
+    measured = [result for result, _found in passes]
+    together = row("keepalive pass, %d workers together" % len(passes), count, max(one.wall for one in measured),
+                   note="from their start to the last one's end; CPU: both, RSS: the larger")
+    together.update(cpu=sum(one.cpu for one in measured), rss=max(one.max_rss_mb for one in measured),
+                    emu_cpu=measured[0].emu_cpu, db_cpu=measured[0].db_cpu)
+    together["cpu_us"] = together["cpu"] * 1e6 / count
+    rows["keepalive_together"] = together
+    one = bench.add_one(count, ledger)
+    rows["add_one"] = row("one number added to the full scope", 1, one["result"].wall, one["result"],
+                          note="whole module process (phone_number); scope of %d" % count, per_registration=False)
+    for entry in rows.values():
+        if entry["db_cpu"] is not None:
+            entry["note"] += "; PostgreSQL CPU %.2f s" % entry["db_cpu"]
     return rows
 
 
@@ -626,16 +798,9 @@ def file_verdicts(rows, count, baseline):
     ``baseline`` (count, rows), the smallest file size."""
     found = []
     for key, what in (("file", "file task"), ("keepalive", "keepalive pass")):
-        share = rows[key]["rate"] / rows["raw"]["rate"]
-        target = TARGETS["%s_vs_raw" % key]
-        found.append(("%s = %.0f%% of the raw client (target >= %.0f%%)" % (what, share * 100, target * 100),
-                      share >= target))
-        limit = TARGETS["%s_rss_mb" % key]
-        found.append(("%s peak RSS %.0f MB (target < %.0f MB)" % (what, rows[key]["rss"], limit),
-                      rows[key]["rss"] < limit))
-    wall = rows["add_one"]["wall"]
-    found.append(("one number added to a ledger of %d: %.2f s for the whole task (target < %g s)"
-                  % (count, wall, TARGETS["add_one_s"]), wall < TARGETS["add_one_s"]))
+        found.append(rate_verdict(rows, key, what, TARGETS["%s_vs_raw" % key]))
+        found.append(rss_verdict(rows, key, what, TARGETS["%s_rss_mb" % key]))
+    found.append(add_one_verdict(rows, "a ledger of %d" % count))
     info = rows["info"]
     found.append(("registration_info's counts of %d: %.2f s, peak RSS %.0f MB, result %d bytes (target < %g s, < %.0f "
                   "MB)" % (count, info["wall"], info["rss"], info["output_bytes"], TARGETS["info_s"],
@@ -655,6 +820,40 @@ def file_verdicts(rows, count, baseline):
             found.append(("file task's %s per registration = %.0f us, %.2fx that at %d (target <= %.1fx)"
                           % (what, rows["file"][measure], ratio, base_count, TARGETS["cost_vs_baseline"]),
                           ratio <= TARGETS["cost_vs_baseline"]))
+    return found
+
+
+def rate_verdict(rows, key, what, target):
+    """Row ``key``'s rate as a share of the raw client's in the same section, against ``target``."""
+    share = rows[key]["rate"] / rows["raw"]["rate"]
+    return ("%s = %.0f%% of the raw client (target >= %.0f%%)" % (what, share * 100, target * 100), share >= target)
+
+
+def rss_verdict(rows, key, what, limit):
+    return ("%s peak RSS %.0f MB (target < %.0f MB)" % (what, rows[key]["rss"], limit), rows[key]["rss"] < limit)
+
+
+def add_one_verdict(rows, where):
+    wall = rows["add_one"]["wall"]
+    return ("one number added to %s: %.2f s for the whole task (target < %g s)" % (where, wall, TARGETS["add_one_s"]),
+            wall < TARGETS["add_one_s"])
+
+
+def postgresql_verdicts(rows, count):
+    """The targets of a large base (stated for 1,000,000) at ``count``, on PostgreSQL: the file task's and the
+    keepalive's as on SQLite, the workers' peak RSS each, and their shares (for information)."""
+    found = [rate_verdict(rows, "file", "file task", TARGETS["file_vs_raw"]),
+             rss_verdict(rows, "file", "file task", TARGETS["file_rss_mb"]),
+             rate_verdict(rows, "keepalive", "keepalive pass, 1 worker", TARGETS["keepalive_vs_raw"]),
+             rss_verdict(rows, "keepalive", "keepalive pass, 1 worker", TARGETS["keepalive_rss_mb"]),
+             rate_verdict(rows, "keepalive_together", "keepalive pass, %d workers together" % len(WORKER_NAMES),
+                          TARGETS["keepalive_vs_raw"])]
+    for name in WORKER_NAMES:
+        found.append(rss_verdict(rows, "keepalive_" + name, "keepalive worker %s" % name, TARGETS["keepalive_rss_mb"]))
+    found.append(("shares of the %d refreshes: %s" % (count, ", ".join(
+        "worker %s %d (%.0f reg/s)" % (name, rows["keepalive_" + name]["count"], rows["keepalive_" + name]["rate"])
+        for name in WORKER_NAMES)), None))
+    found.append(add_one_verdict(rows, "a scope of %d" % count))
     return found
 
 
@@ -702,7 +901,7 @@ def render(results, options, emulator_note):
     columns = "%-42s %8s %9s %8s %8s %8s %8s %7s %8s  %s"
     lines = ["", "wgtwo.sipbreakout benchmark, %s" % emulator_note,
              "wall us, CPU us: per registration (the raw client's wall time from its calls only); "
-             "emu CPU s: the emulator's meanwhile",
+             "emu CPU s: the emulator's meanwhile (PostgreSQL CPU, in the notes: the database server's)",
              columns % ("", "n", "wall s", "reg/s", "CPU s", "wall us", "CPU us", "RSS MB", "emu CPU", "note")]
     for result in results:
         lines.append("-- %s" % result["title"])
@@ -767,11 +966,16 @@ def parse(argv):
     parser.add_argument("--file-sizes", default="10000,100000", type=sizes_option,
                         help="comma-separated numbers of registrations for the registrations_file rows ('' for "
                              "none); the smallest is the baseline of the cost per registration")
+    parser.add_argument("--no-postgresql", action="store_true",
+                        help="leave out the rows of the PostgreSQL ledger store (they need the test PostgreSQL of "
+                             "`make postgresql`)")
     parser.add_argument("--million", action="store_true",
                         help="add 1,000,000 to --file-sizes (about half an hour and 2 GB of memory more)")
     parser.add_argument("--latency-ms", type=int, default=30, help="latency the emulator adds to every call")
     parser.add_argument("--concurrency", type=int, default=256,
                         help="the bulk task's and the keepalive's concurrency (their default)")
+    parser.add_argument("--batch-size", type=int, default=5000,
+                        help="the keepalive's batch_size (its default): registrations claimed and recorded together")
     parser.add_argument("--high-concurrency", type=int, default=128, help="a second bulk row with latency")
     parser.add_argument("--raw-in-flight", type=int, default=128, help="calls in flight of the raw client")
     parser.add_argument("--loop-sample", type=int, default=30, help="items of the per-item loop sample")
@@ -802,15 +1006,47 @@ def measure_all(bench, options, progress):
                                                                 if latency_ms else "no latency")))
             progress("%d registrations, %d ms latency" % (count, latency_ms))
     baseline = None
+    server = postgresql_server() if options.file_sizes and not options.no_postgresql else None
     for count in options.file_sizes:
-        rows = measure_file_size(bench, count)
+        path = os.path.join(bench.work, "registrations-%d.csv" % count)
+        write_registrations_file(path, count)
+        rows = measure_file_size(bench, count, path)
         baseline = baseline or (count, rows)
         results.append(dict(kind="file", count=count, latency_ms=0, rows=rows,
                             targets=file_verdicts(rows, count, baseline),
                             title="%d registrations from a file, no latency (targets stated for 1000000)"
                             % count))
         progress("%d registrations from a file" % count)
+        if server is not None:
+            with server.database() as dbname:
+                ledger = dict(ledger_store="postgresql", ledger_conninfo=server.conninfo(dbname), ledger_scope=SCOPE)
+                bench.database_pid = postmaster_pid(server)
+                try:
+                    rows = measure_postgresql_size(bench, count, path, ledger)
+                finally:
+                    bench.database_pid = None
+            results.append(dict(kind="postgresql", count=count, latency_ms=0, rows=rows,
+                                targets=postgresql_verdicts(rows, count),
+                                title="%d registrations from a file, PostgreSQL ledger (scope %s of a database of its "
+                                "own), no latency (targets stated for 1000000)" % (count, SCOPE)))
+            progress("%d registrations from a file, PostgreSQL ledger" % count)
+        os.remove(path)
     return results
+
+
+def postgresql_server():
+    """The test PostgreSQL (`make postgresql`) the PostgreSQL rows use, a database of their own in it per size."""
+    from ansible_collections.wgtwo.sipbreakout.tests import postgresql_support  # pylint: disable=import-outside-toplevel
+
+    try:
+        server = postgresql_support.server()
+    except postgresql_support.ServerUnavailable as exc:
+        raise BenchmarkError("the PostgreSQL rows need the test PostgreSQL (or --no-postgresql to leave them out): %s"
+                             % exc) from None
+    if not server.running():
+        raise BenchmarkError("the PostgreSQL rows need the test PostgreSQL described at %s, which is not running: "
+                             "`make postgresql` starts it (or --no-postgresql to leave them out)" % server.path)
+    return server
 
 
 def main(argv=None):

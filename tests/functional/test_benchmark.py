@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the wgtwo.sipbreakout collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""hack/benchmark.py's rows of a large base, at a few dozen registrations: every run is checked at the emulator
-and the table and verdicts come out, so `make benchmark` does not rot between the runs that measure."""
+"""hack/benchmark.py's rows of a large base, at a few dozen registrations, on SQLite and on the test PostgreSQL:
+every run is checked at the emulator and the table and verdicts come out, so `make benchmark` does not rot between
+the runs that measure."""
 
 import importlib.util
 import json
@@ -22,17 +23,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BENCHMARK = os.path.join(ROOT, "hack", "benchmark.py")
 
 
-def benchmark(*args):
+def benchmark(*args, env=None):
     return subprocess.run([sys.executable, BENCHMARK, "--sizes", ""] + list(args), capture_output=True, text=True,
-                          timeout=300, check=False)
+                          timeout=300, check=False, env=env)
 
 
 def test_file_rows_are_measured_checked_and_compared_with_the_smallest_size(tmp_path):
     rows_path = tmp_path / "rows.json"
-    done = benchmark("--file-sizes", "80,40", "--json", str(rows_path))
+    done = benchmark("--file-sizes", "80,40", "--batch-size", "10", "--json", str(rows_path))
     assert done.returncode == 0, done.stderr
-    results = json.loads(rows_path.read_text())
-    assert [(result["kind"], result["count"]) for result in results] == [("file", 40), ("file", 80)]
+    everything = json.loads(rows_path.read_text())
+    assert [(result["kind"], result["count"]) for result in everything] == [
+        ("file", 40), ("postgresql", 40), ("file", 80), ("postgresql", 80)]
+    results = [result for result in everything if result["kind"] == "file"]
     for result in results:
         rows = result["rows"]
         assert list(rows) == ["raw", "file", "rerun", "keepalive", "info", "info_list", "add_one"]
@@ -52,6 +55,33 @@ def test_file_rows_are_measured_checked_and_compared_with_the_smallest_size(tmp_
     assert sum("x that at 40 (target <= 1.5x)" in text for text, _met in results[1]["targets"]) == 2
     assert "-- per registration, size by size" in done.stdout
     assert "holding up to 81 registrations" in done.stdout
+    for result in everything:
+        if result["kind"] != "postgresql":
+            continue
+        count, rows = result["count"], result["rows"]
+        assert list(rows) == ["raw", "file", "keepalive", "keepalive_a", "keepalive_b", "keepalive_together",
+                              "add_one"]
+        # The benchmark checked the emulator (each registration refreshed once per pass) and the store's count;
+        # here: the two workers' shares are the whole scope, and every target has its verdict.
+        assert rows["keepalive_a"]["count"] + rows["keepalive_b"]["count"] == count
+        assert [rows[key]["count"] for key in ("raw", "file", "keepalive", "keepalive_together", "add_one")] == [
+            count, count, count, count, 1]
+        assert rows["keepalive_together"]["cpu"] == pytest.approx(rows["keepalive_a"]["cpu"] + rows["keepalive_b"]["cpu"])
+        texts = [text for text, _met in result["targets"]]
+        for start in ("file task = ", "file task peak RSS", "keepalive pass, 1 worker = ", "keepalive pass, 2 workers "
+                      "together = ", "keepalive worker a peak RSS", "keepalive worker b peak RSS",
+                      "shares of the %d refreshes: worker a " % count, "one number added to a scope of %d: " % count):
+            assert any(text.startswith(start) for text in texts), (start, texts)
+    assert "PostgreSQL ledger (scope benchmark" in done.stdout
+
+
+def test_without_the_test_postgresql_it_says_what_to_start_or_leave_out(tmp_path):
+    missing = str(tmp_path / "postgresql.json")
+    done = benchmark("--file-sizes", "20", env=dict(os.environ, SIPBREAKOUT_TEST_POSTGRESQL=missing))
+    assert done.returncode == 1
+    assert done.stderr.startswith("benchmark: the PostgreSQL rows need the test PostgreSQL (or --no-postgresql to "
+                                  "leave them out): no test PostgreSQL described at %s: run `make postgresql`" % missing)
+    assert "reg/s" not in done.stdout
 
 
 def test_a_run_that_fails_stops_the_benchmark_without_a_table():
