@@ -47,4 +47,6 @@ def pbx_variables(root, emu):
         sipbreakout_mobile_originating_prefix="11", sipbreakout_mobile_terminating_prefix="22",
         sipbreakout_tls_certificate=certificate, sipbreakout_tls_private_key=key,
         sipbreakout_backends=["sip:127.0.0.1:5070"], sipbreakout_core_uri="sips:sbc.example.net",
+        # These tests start no edge: the system's CAs are a valid choice that needs no file.
+        sipbreakout_edge_core_ca_certificate="system",
         sipbreakout_edge_tls_address="127.0.0.1", sipbreakout_edge_backend_address="127.0.0.1")
