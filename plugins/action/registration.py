@@ -24,6 +24,8 @@ from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+# The variable the module reads its counts' directory from, and the file it writes there: named once, in progress.py.
+from ansible_collections.wgtwo.sipbreakout.plugins.module_utils.progress import PROGRESS_DIR_ENV, PROGRESS_FILE
 
 display = Display()
 
@@ -46,9 +48,6 @@ STATUS_INTERVAL = 30.0
 EARLY_STATUS = (5.0, 10.0, 20.0)
 # What the async wrapper allows the run at most, unless the task sets its own ``timeout``.
 TIME_LIMIT = 24 * 3600
-# Must match plugins/module_utils/progress.py (the module reads it from its environment).
-PROGRESS_DIR_ENV = "WGTWO_SIPBREAKOUT_PROGRESS_DIR"
-PROGRESS_FILE = "progress.json"
 # A poll that could not read the counts (the connection failed; the next poll tries again).
 UNKNOWN = "unknown"
 # What async_status adds to the module's own result.
